@@ -1,0 +1,238 @@
+"""`python -m lib_merge`: merge, inspect, replay, presets, lora ... — thin over the library.
+
+Every user mistake is a MergeError: printed as one line on stderr, exit status 2, no traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import sys
+from typing import Callable, Iterator, Sequence
+
+from . import __version__
+from .errors import MergeError, ParseError
+
+EXIT_USER = 2
+EXIT_CANCEL = 130
+
+
+@contextlib.contextmanager
+def tqdm_progress(quiet: bool) -> Iterator[Callable[[int, int, str], None] | None]:
+    """A progress callback drawing tqdm bars, one per phase; None when quiet."""
+    if quiet:
+        yield None
+        return
+    from tqdm import tqdm
+
+    bars: dict[str, tqdm] = {}
+
+    def cb(done: int, total: int, what: str) -> None:
+        bar = bars.get(what)
+        if bar is None:
+            for b in bars.values():
+                b.close()
+            unit = dict(unit="B", unit_scale=True, unit_divisor=1024) if what == "merging" else {}
+            bar = bars[what] = tqdm(total=total, desc=what, leave=False, **unit)
+        bar.update(done - bar.n)
+
+    try:
+        yield cb
+    finally:
+        for b in bars.values():
+            b.close()
+
+
+def _text_or_file(value: str | None) -> str:
+    if value and value.startswith("@"):
+        path = value[1:]
+        try:
+            with open(path, encoding="utf-8") as f:
+                return f.read()
+        except OSError:
+            raise ParseError(f"cannot read elemental file {path}", "check the path after @") from None
+    return value or ""
+
+
+def _parse_range(text: str) -> tuple[float, float]:
+    from .weights import number
+    parts = text.split(",")
+    if len(parts) != 2:
+        raise ParseError(f"--x-range {text!r} needs two numbers", "write LOW,HIGH such as 0,1")
+    lo, hi = (number(p, "--x-range") for p in parts)
+    return lo, hi
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    from .engine import merge
+    from .io.hashing import HashCache
+    from .recipe import Recipe
+
+    if args.calc == "self" and len(args.models) > 1:
+        raise MergeError("--calc self uses model A only", "drop models B and C")
+    recipe = Recipe(
+        models=tuple(args.models), mode=args.mode, calc=args.calc, alpha=args.alpha,
+        beta=args.beta, gamma=args.gamma, alpha_blocks=args.alpha_blocks or "",
+        beta_blocks=args.beta_blocks or "", elemental=_text_or_file(args.elemental),
+        adjust=args.adjust or "", include=args.include or "", exclude=args.exclude or "",
+        merge_vae=args.merge_vae, dtype=args.dtype, seed=args.seed,
+        x_range=_parse_range(args.x_range) if args.x_range else (0.0, 1.0), prune=args.prune,
+        device=args.device, presets_file=args.presets or "")
+    if not args.output.lower().endswith(".safetensors") and not args.ckpt:
+        raise MergeError(f"output {args.output} does not end in .safetensors",
+                         "name it NAME.safetensors (or pass --ckpt to write a legacy .ckpt)")
+    if args.device == "cuda":
+        import torch
+        if not torch.cuda.is_available():
+            raise MergeError("--device cuda was given but no CUDA device is available", "use --device cpu")
+    cache = HashCache(args.hash_cache) if args.hash_cache else HashCache()
+    with tqdm_progress(args.quiet) as progress:
+        if args.ckpt:
+            result = _merge_ckpt(recipe, args, progress, cache)
+        else:
+            result = merge(recipe, args.output, overwrite=args.overwrite, progress=progress, hash_cache=cache)
+    if not args.quiet:
+        plan = result.plan
+        for note in plan.notes:
+            print(f"note: {note}", file=sys.stderr)
+        print(f"{plan.method.label} of {plan.arch.label}: {plan.n_merged} of {len(plan.keys)} keys merged "
+              f"in {result.seconds:.1f} s -> {result.output}")
+    return 0
+
+
+def _merge_ckpt(recipe, args, progress, cache):
+    """Legacy .ckpt output, on explicit request only: merged in memory, then pickled atomically."""
+    import torch
+
+    from .engine import merge
+    from .io.atomic import atomic_write
+    result = merge(recipe, None, progress=progress, hash_cache=cache)
+    with atomic_write(args.output, args.overwrite) as f:
+        torch.save({"state_dict": result.state_dict, "blockmerge_metadata": result.metadata}, f)
+    result.output = args.output
+    return result
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from .inspect import describe
+    report = describe(args.file)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        from .inspect import format_report
+        print(format_report(report))
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from .io.hashing import HashCache
+    from .replay import replay
+    cache = HashCache(args.hash_cache) if args.hash_cache else HashCache()
+    with tqdm_progress(args.quiet) as progress:
+        result = replay(args.merged, args.output, models_dir=args.models_dir, overwrite=args.overwrite,
+                        progress=progress, hash_cache=cache)
+    if not args.quiet:
+        print(f"rebuilt {result.output} from the recipe in {os.path.basename(args.merged)}")
+    return 0
+
+
+def cmd_presets(args: argparse.Namespace) -> int:
+    from .arch import ARCHITECTURES
+    from .presets import PresetBook
+    from .weights import parse_block_weights
+    book = PresetBook.from_file(args.presets)
+    arch = ARCHITECTURES[args.arch]
+    for name in book.names():
+        toks = book.lookup(name, arch.blocks)
+        if toks is None:
+            continue
+        try:
+            bw = parse_block_weights(name, arch, base_default=0.0, presets=book, what=name)
+            shown = ",".join(f"{v:.4g}" for v in bw.values)
+        except MergeError:
+            shown = ",".join(toks)
+        print(f"{name}\t{shown}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m lib_merge", description="Block-weighted Stable Diffusion merging.")
+    p.add_argument("--version", action="version", version=f"blockmerge {__version__}")
+    p.add_argument("-v", "--verbose", action="store_true", help="log what happens")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    m = sub.add_parser("merge", help="merge checkpoints block by block")
+    m.add_argument("models", nargs="+", metavar="MODEL", help="A [B [C]]: .safetensors (or .ckpt) files")
+    m.add_argument("-o", "--output", required=True, help="output .safetensors file")
+    m.add_argument("--mode", choices=("weight_sum", "add_difference", "triple_sum", "sum_twice"), default=None,
+                   help="default weight_sum, or the mode the calc mode works with")
+    m.add_argument("--calc", default="normal", choices=("normal", "cosine_a", "cosine_b", "train_difference",
+                                                        "smooth_add", "extract", "tensor", "tensor2", "self"))
+    m.add_argument("--alpha", type=float, default=None, help="default 0.5 (1.0 with --calc self)")
+    m.add_argument("--beta", type=float, default=0.25)
+    m.add_argument("--gamma", type=float, default=0.3, help="extract's sharpness (>= 0)")
+    m.add_argument("--alpha-blocks", metavar="SPEC", help="weights BASE first (26 SD1/SD2, 20 SDXL) or a preset")
+    m.add_argument("--beta-blocks", metavar="SPEC")
+    m.add_argument("--elemental", metavar="TEXT|@FILE", help="lines BLOCKS:ELEMENTS:RATIO")
+    m.add_argument("--adjust", metavar="\"8 numbers\"", help="IN,OUT,OUT2,CONT,BRI,COL1,COL2,COL3")
+    g = m.add_mutually_exclusive_group()
+    g.add_argument("--include", metavar="SPEC", help="merge only these blocks / key parts / VAE / ADJUST")
+    g.add_argument("--exclude", metavar="SPEC", help="keep A for these blocks / key parts / VAE / ADJUST")
+    m.add_argument("--merge-vae", action="store_true", help="merge the VAE too (default: keep A's)")
+    m.add_argument("--dtype", choices=("keep", "fp16", "bf16", "fp32"), default="keep")
+    m.add_argument("--seed", type=int, help="seed for R/U/X random weights (recorded for replay)")
+    m.add_argument("--x-range", metavar="LOW,HIGH", help="range of X random weights (default 0,1)")
+    m.add_argument("--presets", metavar="FILE", help="your presets file (NAME<tab or :>values lines)")
+    m.add_argument("--prune", action="store_true", help="keep only UNet, text encoders and VAE")
+    m.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    m.add_argument("--ckpt", action="store_true", help="write a legacy pickled .ckpt instead")
+    m.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    m.add_argument("--hash-cache", metavar="FILE", help="hash cache file (default ~/.cache/blockmerge)")
+    m.add_argument("--quiet", action="store_true", help="no progress bar")
+    m.set_defaults(func=cmd_merge)
+
+    i = sub.add_parser("inspect", help="architecture, blocks, dtype and recipe of a model file")
+    i.add_argument("file")
+    i.add_argument("--json", action="store_true")
+    i.set_defaults(func=cmd_inspect)
+
+    r = sub.add_parser("replay", help="rebuild a merged file from its own recipe")
+    r.add_argument("merged")
+    r.add_argument("-o", "--output", required=True)
+    r.add_argument("--models-dir", metavar="DIR", help="where to look for the input models (by hash)")
+    r.add_argument("--overwrite", action="store_true")
+    r.add_argument("--hash-cache", metavar="FILE")
+    r.add_argument("--quiet", action="store_true")
+    r.set_defaults(func=cmd_replay)
+
+    pr = sub.add_parser("presets", help="list block-weight presets")
+    pr.add_argument("--arch", choices=("sd1", "sd2", "sdxl"), default="sd1")
+    pr.add_argument("--presets", metavar="FILE")
+    pr.set_defaults(func=cmd_presets)
+
+    try:
+        from .lora.cli import add_parser as add_lora
+    except ImportError:
+        add_lora = None
+    if add_lora is not None:
+        add_lora(sub)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+    try:
+        return args.func(args)
+    except MergeError as e:
+        if type(e).__name__ == "Cancelled":
+            print(f"blockmerge: {e}", file=sys.stderr)
+            return EXIT_CANCEL
+        print(f"blockmerge: error: {e}", file=sys.stderr)
+        return EXIT_USER
+    except KeyboardInterrupt:
+        print("blockmerge: interrupted; nothing was written", file=sys.stderr)
+        return EXIT_CANCEL

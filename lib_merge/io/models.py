@@ -1,0 +1,87 @@
+"""Open a model file of either format behind one small interface.
+
+`.safetensors` is read lazily (header only until a tensor is asked for); `.ckpt` / `.pt` is
+unpickled with `weights_only=True` — never arbitrary code — and kept in memory, since pickles
+cannot be read lazily.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+from typing import Protocol
+
+import torch
+
+from ..errors import ModelFileError
+from .safetensors_io import DTYPES, NAMES, SafetensorsReader, TensorInfo
+
+SAFETENSORS_EXT = (".safetensors",)
+PICKLE_EXT = (".ckpt", ".pt", ".pth", ".bin")
+
+
+class ModelSource(Protocol):
+    path: str
+    tensors: dict[str, TensorInfo]
+    metadata: dict[str, str]
+
+    def read_tensor(self, key: str, out: memoryview, first: int = 0, count: int | None = None) -> torch.Tensor: ...
+
+    def get(self, key: str) -> torch.Tensor: ...
+
+    def close(self) -> None: ...
+
+
+class PickleSource:
+    """A .ckpt state dict held in memory; same reading interface as SafetensorsReader."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.metadata: dict[str, str] = {}
+        name = os.path.basename(path)
+        if not os.path.isfile(path):
+            raise ModelFileError(f"model file not found: {path}", "check the path and the models folder")
+        try:
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as e:
+            raise ModelFileError(f"{name} cannot be loaded safely ({str(e).splitlines()[0][:120]})",
+                                 "convert it to .safetensors with a tool you trust") from None
+        except (RuntimeError, EOFError, ValueError, OSError) as e:
+            raise ModelFileError(f"{name} is not a readable checkpoint ({str(e).splitlines()[0][:120]})",
+                                 "check the file; re-download it if it is corrupt") from None
+        sd = obj.get("state_dict", obj) if isinstance(obj, dict) else None
+        if not isinstance(sd, dict):
+            raise ModelFileError(f"{name} holds no state dict", "pick a model checkpoint")
+        self._t = {k: v for k, v in sd.items() if isinstance(v, torch.Tensor) and v.dtype in NAMES}
+        self.tensors = {k: TensorInfo(NAMES[v.dtype], tuple(v.shape), 0, v.numel() * v.element_size())
+                        for k, v in self._t.items()}
+
+    def read_tensor(self, key: str, out: memoryview, first: int = 0, count: int | None = None) -> torch.Tensor:
+        flat = self._t[key].reshape(-1)
+        return flat[first:] if count is None else flat[first:first + count]
+
+    def get(self, key: str) -> torch.Tensor:
+        return self._t[key]
+
+    def close(self) -> None:
+        self._t = {}
+
+
+def open_model(path: str) -> ModelSource:
+    low = path.lower()
+    if low.endswith(PICKLE_EXT):
+        return PickleSource(path)
+    if not low.endswith(SAFETENSORS_EXT) and not os.path.exists(path):
+        raise ModelFileError(f"model file not found: {path}", "check the path and the models folder")
+    return SafetensorsReader(path)
+
+
+def read_shapes(path: str) -> tuple[dict[str, TensorInfo], dict[str, str]]:
+    """Header-only view of a model: what detection and planning need."""
+    if path.lower().endswith(PICKLE_EXT):
+        src = PickleSource(path)
+        return src.tensors, src.metadata
+    from .safetensors_io import read_header
+    return read_header(path)
+
+
+__all__ = ["ModelSource", "PickleSource", "open_model", "read_shapes", "DTYPES", "NAMES", "TensorInfo"]

@@ -1,0 +1,60 @@
+"""The interface every merge method implements, and the registry keyed by stable ids.
+
+A method sees float32 tensors of one key (or, when `elementwise`, one flat chunk of it) and returns
+the merged float32 tensor. Everything else — which keys, which alpha, missing keys, dtype, adjust —
+is the engine's job, so a method is a few lines of math that can be tested on tiny tensors.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, ClassVar
+
+import torch
+
+Tensor = torch.Tensor
+
+
+@dataclass(frozen=True)
+class Weights:
+    """The per-key ratios after MBW and elemental have been resolved."""
+    alpha: float
+    beta: float = 0.25
+    gamma: float = 0.3
+
+
+@dataclass(frozen=True)
+class KeyContext:
+    """What a method may need beyond the tensors: the key, and statistics from a first pass."""
+    key: str
+    stat: float | None = None  # this key's statistic (cosine modes)
+    lo: float | None = None  # 1st percentile of all statistics
+    hi: float | None = None  # 99th percentile
+
+
+class MergeMethod:
+    id: ClassVar[str]  # stable id, goes into metadata ("weight_sum")
+    label: ClassVar[str]  # what people read ("Weight sum")
+    mode: ClassVar[str]  # the --mode it refines: weight_sum, add_difference, triple_sum, sum_twice, self
+    n_models: ClassVar[int]  # 1, 2 or 3
+    elementwise: ClassVar[bool] = True  # may be applied to flat chunks of a tensor independently
+    needs_stats: ClassVar[bool] = False  # wants a first pass: stat() per key, then merge()
+
+    def merge(self, a: Tensor, b: Tensor | None, c: Tensor | None, w: Weights, ctx: KeyContext) -> Tensor:
+        raise NotImplementedError
+
+    def stat(self, a: Tensor, b: Tensor) -> float:
+        """First-pass statistic of one key (only for needs_stats methods)."""
+        raise NotImplementedError
+
+
+REGISTRY: dict[str, MergeMethod] = {}
+
+
+def register(cls: type[MergeMethod]) -> type[MergeMethod]:
+    if cls.id in REGISTRY:
+        raise RuntimeError(f"merge method id {cls.id!r} registered twice")
+    REGISTRY[cls.id] = cls()
+    return cls
+
+
+MethodFn = Callable[[Tensor, Tensor | None, Tensor | None, Weights, KeyContext], Tensor]

@@ -1,0 +1,116 @@
+"""Block-weight strings (MBW): `0,1,0.5,...` with BASE first, preset names, random tokens R/U/X."""
+from __future__ import annotations
+
+import random
+import re
+from dataclasses import dataclass
+
+from .arch.blocks import SD26_TO_SDXL20, Architecture
+from .errors import ParseError, suggest
+from .presets import PresetBook
+
+RANDOM_TOKENS = ("R", "U", "X")
+_NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+_PRESET_NAME = re.compile(r"^[A-Za-z_][\w\-*/.]*$")
+
+
+@dataclass(frozen=True)
+class RandomSpec:
+    """Where random tokens come from: a seed (recorded in the recipe) and X's limits."""
+    seed: int
+    x_low: float = 0.0
+    x_high: float = 1.0
+
+    def rng(self, field: str) -> random.Random:
+        # one independent stream per field, stable across Python versions (seeding from a str is)
+        return random.Random(f"blockmerge:{self.seed}:{field}")
+
+    def draw(self, token: str, rng: random.Random) -> float:
+        if token == "R":
+            return rng.random()
+        if token == "U":
+            return rng.uniform(-0.5, 1.5)
+        return rng.uniform(self.x_low, self.x_high)
+
+
+@dataclass(frozen=True)
+class BlockWeights:
+    """One value per block of an architecture, BASE first, and the tokens they came from."""
+    values: tuple[float, ...]
+    tokens: tuple[str, ...]  # canonical: presets expanded, random tokens kept as R/U/X
+
+    @property
+    def text(self) -> str:
+        return ",".join(self.tokens)
+
+
+def number(token: str, where: str) -> float:
+    """A float from user text, or a ParseError naming where it was."""
+    t = token.strip()
+    if not _NUMBER.match(t):
+        raise ParseError(f"{where}: {t!r} is not a number", "write numbers such as 0.5, 1 or -0.25")
+    return float(t)
+
+
+def is_random(token: str) -> bool:
+    return token.strip().upper() in RANDOM_TOKENS
+
+
+def uses_random(spec: str | None) -> bool:
+    return bool(spec) and any(is_random(t) for t in re.split(r"[,\s]+", spec.strip()))
+
+
+def expected_counts(arch: Architecture) -> str:
+    n = len(arch.blocks)
+    blocks = f"{arch.blocks[0]}, {arch.blocks[1]}..IN{arch.n_in - 1:02d}, M00, OUT00..OUT{arch.n_out - 1:02d}"
+    extra = " or 26 (IN09-IN11 and OUT09-OUT11 are dropped)" if n == 20 else ""
+    return f"{arch.label} takes {n} values ({blocks}){extra}, or {n - 1} without BASE"
+
+
+def tokens_for(spec: str, arch: Architecture, presets: PresetBook, what: str) -> list[str]:
+    """The spec's tokens reduced to this architecture's block count (BASE may still be missing)."""
+    text = spec.strip()
+    if _PRESET_NAME.match(text) and not is_random(text) and "," not in text:
+        toks = presets.lookup(text, arch.blocks)
+        if toks is None:
+            raise ParseError(f"{what}: unknown preset {text!r}{suggest(text, presets.names())}",
+                             "use a preset name from the list (`python -m lib_merge presets`) or comma-separated numbers")
+    else:
+        toks = [t.strip() for t in text.split(",")]
+        if toks and toks[-1] == "":
+            toks.pop()  # a trailing comma is harmless
+    n = len(arch.blocks)
+    if n == 20 and len(toks) in (26, 25):
+        toks = [toks[i] for i in SD26_TO_SDXL20] if len(toks) == 26 else \
+            [toks[i - 1] for i in SD26_TO_SDXL20[1:]]
+    if len(toks) not in (n, n - 1):
+        raise ParseError(f"{what} has {len(toks)} values but {expected_counts(arch)}",
+                         "give one value per block, BASE first, or a preset name")
+    return toks
+
+
+def parse_block_weights(spec: str, arch: Architecture, *, base_default: float, presets: PresetBook | None = None,
+                        randoms: RandomSpec | None = None, what: str = "--alpha-blocks") -> BlockWeights:
+    """Resolve a weight string to one float per block of `arch`.
+
+    A list without BASE takes BASE from `base_default` (the plain alpha/beta). R/U/X need `randoms`."""
+    toks = tokens_for(spec, arch, presets or PresetBook(), what)
+    if len(toks) == len(arch.blocks) - 1:
+        toks = [repr(float(base_default))] + toks
+    rng = randoms.rng(what) if randoms else None
+    values: list[float] = []
+    canon: list[str] = []
+    for i, tok in enumerate(toks):
+        block = arch.blocks[i]
+        if is_random(tok):
+            if randoms is None:
+                raise ParseError(f"{what} uses random token {tok!r} at {block} but no seed was given",
+                                 "pass --seed N so the merge can be replayed")
+            values.append(randoms.draw(tok.upper(), rng))
+            canon.append(tok.upper())
+        else:
+            if tok == "":
+                raise ParseError(f"{what}: value {i + 1} ({block}) is empty", "remove the extra comma or add a number")
+            values.append(number(tok, f"{what} value {i + 1} ({block})"))
+            canon.append(tok)
+    return BlockWeights(tuple(values), tuple(canon))
