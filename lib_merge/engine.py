@@ -343,7 +343,7 @@ def _read_raw(src: ModelSource, key: str, dest: torch.Tensor, first: int, count:
 
 def _merge_one(method, kp: KeyPlan, job: _Job, ts: list[torch.Tensor], device: torch.device,
                lo: float | None, hi: float | None) -> torch.Tensor:
-    ctx = KeyContext(kp.key, None, lo, hi)
+    ctx = KeyContext(kp.key, lo, hi)
     if device.type != "cpu":
         ts = [t.to(device) for t in ts]
     a = ts[0]

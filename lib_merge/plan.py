@@ -139,7 +139,8 @@ def build_plan(recipe: Recipe, headers: list[dict[str, TensorInfo]], metadata: l
         parts += [("--include" if including else "--exclude", e) for e in sel.elements]
     _check_elements(parts, a_keys)
 
-    merge_vae = recipe.merge_vae or bool(sel and including and sel.vae)
+    # the cosine modes leave the VAE as A (REFERENCE §2) whatever the VAE switches say
+    merge_vae = (recipe.merge_vae or bool(sel and including and sel.vae)) and not method.needs_stats
     out_dtype = OUT_DTYPES.get(recipe.dtype)
     used = headers[:method.n_models]
     plans: list[KeyPlan] = []

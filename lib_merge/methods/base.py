@@ -26,7 +26,6 @@ class Weights:
 class KeyContext:
     """What a method may need beyond the tensors: the key, and statistics from a first pass."""
     key: str
-    stat: float | None = None  # this key's statistic (cosine modes)
     lo: float | None = None  # 1st percentile of all statistics
     hi: float | None = None  # 99th percentile
 
@@ -42,8 +41,9 @@ class MergeMethod:
     def merge(self, a: Tensor, b: Tensor | None, c: Tensor | None, w: Weights, ctx: KeyContext) -> Tensor:
         raise NotImplementedError
 
-    def stat(self, a: Tensor, b: Tensor) -> float:
-        """First-pass statistic of one key (only for needs_stats methods)."""
+    def stat(self, a: Tensor, b: Tensor) -> Tensor:
+        """First-pass samples of one key, a 1-D float32 tensor (only for needs_stats methods); the
+        engine pools every key's samples and passes their 1st/99th percentiles as ctx.lo / ctx.hi."""
         raise NotImplementedError
 
 

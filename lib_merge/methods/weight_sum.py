@@ -1,0 +1,19 @@
+"""Weight sum: (1-a)·A + a·B."""
+from __future__ import annotations
+
+import torch
+
+from .base import KeyContext, MergeMethod, Tensor, Weights, register
+
+
+@register
+class WeightSum(MergeMethod):
+    id = "weight_sum"
+    label = "Weight sum"
+    mode = "weight_sum"
+    n_models = 2
+
+    def merge(self, a: Tensor, b: Tensor | None, c: Tensor | None, w: Weights, ctx: KeyContext) -> Tensor:
+        assert b is not None
+        # lerp is one pass with one rounding, written straight into the engine's scratch buffer
+        return torch.lerp(a, b, w.alpha, out=a)
