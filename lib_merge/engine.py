@@ -250,8 +250,10 @@ def _run(plan: MergePlan, sources: list[ModelSource], sink, stats: tuple[float, 
                     ts = [s.get(kp.key).to(torch.float32).reshape(-1) for s in used]
                 else:
                     fs = _get(fsets, stop)
-                    ts = [_read_float(s, kp.key, v, first, count, f) for s, v, f in zip(used, views, fs)]
-                if job.whole:  # each input in its own shape (inpainting A vs normal B differ in dim 1)
+                    # whole tensors are read in each input's own size: inpainting A and normal B differ
+                    ts = [_read_float(s, kp.key, v, first, s.tensors[kp.key].numel if job.whole else count, f)
+                          for s, v, f in zip(used, views, fs)]
+                if job.whole:
                     ts = [t.reshape(s.tensors[kp.key].shape) for s, t in zip(used, ts)]
                 _put(q_in, (job, "float", ts, fs), stop)
             _put(q_in, None, stop)

@@ -1,0 +1,26 @@
+from __future__ import annotations
+
+import pytest
+
+from tests.synth import write_checkpoint
+
+
+@pytest.fixture(autouse=True)
+def _hash_cache(tmp_path_factory, monkeypatch):
+    """Every test gets its own hash cache, never the user's."""
+    monkeypatch.setenv("BLOCKMERGE_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+
+
+@pytest.fixture(scope="session")
+def sd1_models(tmp_path_factory):
+    """Paths of three tiny SD1 checkpoints (A, B, C) with the full real key set."""
+    d = tmp_path_factory.mktemp("sd1")
+    return [str(write_checkpoint(d / f"{n}.safetensors", "sd1", seed=i) and d / f"{n}.safetensors")
+            for i, n in enumerate("ABC")]
+
+
+@pytest.fixture(scope="session")
+def sdxl_models(tmp_path_factory):
+    d = tmp_path_factory.mktemp("sdxl")
+    return [str(write_checkpoint(d / f"{n}.safetensors", "sdxl", seed=10 + i) and d / f"{n}.safetensors")
+            for i, n in enumerate("ABC")]
