@@ -46,14 +46,23 @@ class Adjust:
                 cols = (0.02 * (c1 - c2 - c3), 0.02 * (c3 - c2), 0.02 * bri)
             else:
                 cols = (0.02 * (-bri + c1 + c3), 0.02 * (bri / 3 + c1 - c2), 0.02 * (2 * bri / 3 - c2 + c3))
-            add = torch.tensor((0.02 * cont, *cols), dtype=t.dtype)
+            add = torch.tensor((0.02 * cont, *cols), dtype=t.dtype, device=t.device)
             return t + add
         return t
 
 
 def parse_adjust(text: str) -> Adjust:
-    toks = [x for x in re.split(r"[,\s]+", (text or "").strip()) if x]
+    body = (text or "").strip()
+    # commas or spaces separate; an empty slot (`0,,1`) is an error, never skipped: it would shift the rest
+    toks = re.split(r"\s*,\s*|\s+", body) if body else []
+    if len(toks) > 1 and toks[-1] == "":
+        toks.pop()  # a trailing comma is harmless
     order = ", ".join(NAMES)
+    if "" in toks:
+        n = toks.index("")
+        name = f" ({NAMES[n]})" if n < len(NAMES) else ""
+        raise ParseError(f"adjust value {n + 1}{name} is empty (the order is {order})",
+                         "remove the extra comma or write 0")
     if len(toks) != 8:
         raise ParseError(f"adjust has {len(toks)} numbers, expected 8 ({order})",
                          "give 8 comma-separated numbers, e.g. 0,0,0,0,0,0,0,0")

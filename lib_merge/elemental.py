@@ -8,7 +8,19 @@ from .arch.blocks import Architecture
 from .errors import ParseError, suggest
 from .weights import RandomSpec, is_random, number
 
+UNET_PREFIX = "model.diffusion_model."
+
+
+def element_text(key: str) -> str:
+    """The part of a key that element names are matched against.
+
+    Ours: the UNet prefix is left out, because `ff` (feed-forward) is a substring of
+    `diffusion_model` and would otherwise match every UNet key."""
+    return key[len(UNET_PREFIX):] if key.startswith(UNET_PREFIX) else key
+
+
 _BLOCKISH = re.compile(r"^(BASE|IN\d+|M\d+|OUT\d+|MID\d*)$", re.I)
+_NOT = re.compile(r"^NOT(\s|$)", re.I)
 
 
 def parse_blocks(text: str, arch: Architecture, where: str) -> frozenset[str]:
@@ -46,17 +58,26 @@ class ElementalRule:
     ratio: str  # a number or R/U/X, as written
     where: str  # "elemental entry 2 ('OUT05:attn1:0.5')" for messages
 
+    @property
+    def text(self) -> str:
+        """The rule written back as `BLOCKS:ELEMENTS:RATIO`; parsing it gives the same rule."""
+        # zero-padded IDs sort in weight-string order: BASE, IN00.., M00, OUT00..
+        blocks = " ".join(sorted(self.blocks)) if self.blocks is not None else ""
+        bl = " ".join(x for x in ("NOT" if self.negate_blocks else "", blocks) if x)
+        el = " ".join(x for x in ("NOT" if self.negate_elements else "", *self.elements) if x)
+        return f"{bl}:{el}:{self.ratio}"
+
     def matches(self, key: str, block: str) -> bool:
         if self.blocks is not None and ((block in self.blocks) == self.negate_blocks):
             return False
-        if self.elements and (any(e in key for e in self.elements) == self.negate_elements):
+        if self.elements and (any(e in element_text(key) for e in self.elements) == self.negate_elements):
             return False
         return True
 
 
 def _split_not(text: str) -> tuple[bool, str]:
     t = text.strip()
-    if t.upper().startswith("NOT ") or t.upper() == "NOT":
+    if _NOT.match(t):  # `NOT` then any whitespace (a tab too), or `NOT` alone
         return True, t[3:].strip()
     return False, t
 
@@ -64,7 +85,9 @@ def _split_not(text: str) -> tuple[bool, str]:
 def parse_elemental(text: str, arch: Architecture) -> tuple[ElementalRule, ...]:
     """Entries separated by commas or newlines, each `BLOCKS:ELEMENTS:RATIO` with exactly two colons."""
     rules: list[ElementalRule] = []
-    entries = [e for e in re.split(r"[,\n]", text or "") if e.strip() and not e.strip().startswith("#")]
+    # a `#` line is a comment, commas in it included
+    lines = [ln for ln in (text or "").split("\n") if not ln.strip().startswith("#")]
+    entries = [e for ln in lines for e in ln.split(",") if e.strip() and not e.strip().startswith("#")]
     for n, entry in enumerate(entries, 1):
         where = f"elemental entry {n} ({entry.strip()!r})"
         parts = entry.split(":")
@@ -115,9 +138,10 @@ class Selection:
     adjust: bool
 
     def matches(self, key: str, block: str | None, is_vae: bool, is_adjust_key: bool) -> bool:
+        text = element_text(key)
         if is_vae:
-            return self.vae or any(e in key for e in self.elements)
-        return (block in self.blocks) or any(e in key for e in self.elements) or (self.adjust and is_adjust_key)
+            return self.vae or any(e in text for e in self.elements)
+        return (block in self.blocks) or any(e in text for e in self.elements) or (self.adjust and is_adjust_key)
 
 
 def parse_selection(text: str, arch: Architecture, what: str) -> Selection:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from . import adjust as adjust_mod
 from .arch import Architecture, Component, ModelInfo, detect
-from .elemental import Elemental, Selection, parse_elemental, parse_selection
+from .elemental import Elemental, Selection, element_text, parse_elemental, parse_selection
 from .errors import ArchitectureError, ParseError, RecipeError, suggest
 from .io.safetensors_io import TensorInfo
 from .methods import MergeMethod, Weights, resolve
@@ -89,9 +89,10 @@ def _check_models(recipe: Recipe, method: MergeMethod) -> None:
 
 def _check_elements(parts: list[tuple[str, str]], keys: list[str]) -> None:
     """Every key part the user named must occur in some key: a typo must not silently match nothing."""
-    vocab = sorted({p for k in keys for p in re.split(r"[.]", k) if p and not p.isdigit()})
+    texts = [element_text(k) for k in keys]
+    vocab = sorted({p for k in texts for p in k.split(".") if p and not p.isdigit()})
     for where, part in parts:
-        if not any(part in k for k in keys):
+        if not any(part in k for k in texts):
             raise ParseError(f"{where}: key part {part!r} matches no key of model A{suggest(part, vocab)}",
                              "use a piece of a key name such as attn1, attn2, ff, norm1, proj_in, in_layers")
 
@@ -109,7 +110,7 @@ def build_plan(recipe: Recipe, headers: list[dict[str, TensorInfo]], metadata: l
                                     "merge models of the same architecture")
     presets = presets or PresetBook.from_file(recipe.presets_file or None)
 
-    if recipe.seed is None and (uses_random(recipe.alpha_blocks) or uses_random(recipe.beta_blocks)
+    if recipe.seed is None and (uses_random(recipe.alpha_blocks, presets) or uses_random(recipe.beta_blocks, presets)
                                 or re.search(r":\s*[RUXrux]\s*(,|\n|$)", recipe.elemental or "")):
         recipe = recipe.replace(seed=random.SystemRandom().randrange(2 ** 31))
     randoms = RandomSpec(recipe.seed, *recipe.x_range) if recipe.seed is not None else None

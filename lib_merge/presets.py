@@ -126,7 +126,9 @@ def _fmt(v: float) -> str:
     return repr(float(v))
 
 
-_LINE = re.compile(r"^\s*([^\s:\t]+)\s*[:\t]\s*(.+?)\s*$")
+# a name has no space, colon or comma (a comma-free name is how a weight string is told from a preset)
+_LINE = re.compile(r"^\s*([^\s:,]+)\s*[:\t]\s*(.+?)\s*$")
+_HEADER = "preset_name"  # the incumbents' files start with `preset_name<tab>preset_weights`
 
 
 @dataclass
@@ -136,10 +138,15 @@ class PresetBook:
 
     @classmethod
     def from_file(cls, path: str | None) -> "PresetBook":
-        if not path or not os.path.exists(path):
+        if not path:
             return cls()
-        with open(path, encoding="utf-8") as f:
-            return cls(parse_preset_text(f.read(), os.path.basename(path)))
+        try:  # a file the user named but that cannot be read is an error, not an empty book
+            with open(path, encoding="utf-8") as f:
+                text = f.read()
+        except (OSError, UnicodeDecodeError) as e:
+            reason = e.strerror if isinstance(e, OSError) else "not UTF-8 text"
+            raise ParseError(f"cannot read presets file {path} ({reason})", "check the path") from None
+        return cls(parse_preset_text(text, os.path.basename(path)))
 
     def lookup(self, name: str, blocks: tuple[str, ...]) -> list[str] | None:
         if name in self.user:
@@ -155,9 +162,11 @@ def parse_preset_text(text: str, source: str = "presets") -> dict[str, str]:
     out: dict[str, str] = {}
     for i, line in enumerate(text.splitlines(), 1):
         body = line.split("#", 1)[0].strip()
-        if not body or body.lower().startswith("preset_name"):
+        if not body:
             continue
         m = _LINE.match(body)
+        if m and m.group(1).lower() == _HEADER:
+            continue
         if not m:
             raise ParseError(f"{source} line {i}: {line.strip()!r} is not NAME:values",
                              "write one preset per line as NAME:v1,v2,... (or NAME<tab>values)")
