@@ -1,8 +1,14 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from tests.synth import write_checkpoint
+
+
+def pytest_configure(config):
+    # tiny tensors: one intra-op thread is much faster on a loaded 2-core box
+    torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True)

@@ -1,0 +1,210 @@
+"""Merge LoRAs into one: Σ ratio · r · ΔW per module, lossless by default.
+
+Without a rank, plain LoRA modules are concatenated along the rank (the strengths folded into `up`,
+alpha = the total rank), so the merged file's ΔW is exactly the sum; modules of other kinds (LoHa,
+LoKr, Tucker LoCon, full) are stored as their summed full difference. With a rank every module's
+summed ΔW is re-factorised by a truncated SVD. The output uses kohya names whatever the inputs used.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import torch
+
+from ..arch.blocks import Architecture
+from ..errors import ArchitectureError, RecipeError
+from ..io.atomic import atomic_write
+from ..io.hashing import HashCache
+from ..io.safetensors_io import save_tensors
+from .bake import element_names
+from .common import CancelToken, Progress, check_cancel, check_safetensors_name, out_dtype, provenance
+from .keys import Module, kohya_name, layout_index
+from .layouts import family
+from .lorafile import LoraFile, LoraModule
+from .presets import DEFAULT_BOOK, PresetBook
+from .ratios import resolve
+from .tag import LoraTag
+
+log = logging.getLogger("lib_merge")
+
+
+@dataclass
+class MergeLoraResult:
+    output: str
+    arch: Architecture
+    concatenated: int = 0  # modules stored as concatenated LoRA factors
+    full: int = 0  # modules stored as a full difference
+    factorised: int = 0  # modules re-factorised by SVD
+    skipped: list[str] = field(default_factory=list)  # modules we could not place
+    metadata: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class Part:
+    lora: LoraFile
+    module: LoraModule
+    factor: float  # ratio · r (or the TE ratio)
+
+
+def common_arch(files: Sequence[LoraFile]) -> Architecture:
+    guesses = [(lf, lf.guess) for lf in files if lf.guess is not None]
+    if not guesses:
+        raise ArchitectureError("cannot tell which model the LoRAs were made for from their module names",
+                                "check the files are SD1/SD2/SDXL LoRAs")
+    fams = {family(g.arch) for _, g in guesses}
+    if len(fams) > 1:
+        names = ", ".join(f"{lf.name} ({g.arch.label})" for lf, g in guesses)
+        raise ArchitectureError(f"the LoRAs are for different models: {names}", "merge LoRAs of one architecture")
+    certain = [g for _, g in guesses if g.certain]
+    return (certain or [guesses[0][1]])[0].arch
+
+
+def merge_loras(loras: Sequence[LoraTag], output: str, *, rank: int | None = None, conv_rank: int | None = None,
+                dtype: str = "keep", presets: PresetBook = DEFAULT_BOOK, seed: int | None = None,
+                overwrite: bool = False, hash_cache: HashCache | None = None, progress: Progress | None = None,
+                cancel: CancelToken | None = None) -> MergeLoraResult:
+    t0 = time.monotonic()
+    check_safetensors_name(output)
+    if rank is not None and rank < 1 or conv_rank is not None and conv_rank < 1:
+        raise RecipeError("--rank and --conv-rank must be at least 1", "give e.g. --rank 32")
+    if not loras:
+        raise RecipeError("no LoRA to merge", "give one or more -l PATH:RATIO")
+    target = out_dtype(dtype)
+    files = [LoraFile.open(t.name) for t in loras]
+    try:
+        arch = common_arch(files)
+        groups: dict[Module, list[Part]] = {}
+        result = MergeLoraResult(output, arch)
+        records = []
+        for tag, lf in zip(loras, files):
+            lf.bind(arch)
+            lf.check_supported()
+            ratios = resolve(tag, arch, presets, seed)
+            records.append({"name": lf.name, **ratios.record()})
+            for m in lf.modules.values():
+                if m.empty:
+                    continue
+                if m.module is None or m.block is None:
+                    result.skipped.append(f"{lf.name}:{m.raw}")
+                    continue
+                factor = ratios.strength(m.block, m.module.is_te, element_names(m))
+                if factor != 0.0:
+                    groups.setdefault(m.module, []).append(Part(lf, m, factor))
+        if result.skipped:
+            log.warning("%d modules of unknown layers were left out (first: %s)", len(result.skipped),
+                        result.skipped[0])
+        dt = target or files[0].float_dtype()
+        tensors: dict[str, torch.Tensor] = {}
+        for i, (module, parts) in enumerate(groups.items()):
+            check_cancel(cancel)
+            name = kohya_name(module, arch)
+            if rank is None and _concatenable(parts):
+                _concat(name, parts, tensors, dt)
+                result.concatenated += 1
+            else:
+                delta, bias = _summed(module, parts, arch)
+                if rank is None:
+                    tensors[name + ".diff"] = delta.to(dt)
+                    if bias is not None:
+                        tensors[name + ".diff_b"] = bias.to(dt)
+                    result.full += 1
+                else:
+                    conv3 = delta.dim() == 4 and delta.shape[2:] != (1, 1)
+                    r = (conv_rank or rank) if conv3 else rank
+                    _factorise(name, delta, r, tensors, dt)
+                    if bias is not None:
+                        log.warning("%s: a bias change cannot be stored in a factorised LoRA and is dropped", name)
+                    result.factorised += 1
+            if progress:
+                progress(i + 1, len(groups), "merging LoRAs")
+        recipe = {"loras": records, "rank": rank, "conv_rank": conv_rank, "dtype": dtype, "arch": arch.id}
+        result.metadata = provenance("lora_merge", recipe, [lf.path for lf in files], hash_cache,
+                                     extra={"ss_network_module": "networks.lora"})
+        with atomic_write(output, overwrite) as f:
+            save_tensors(f, tensors, result.metadata)
+        result.seconds = time.monotonic() - t0
+        return result
+    finally:
+        for lf in files:
+            lf.close()
+
+
+def _concatenable(parts: Sequence[Part]) -> bool:
+    shapes = []
+    for p in parts:
+        if p.module.algo.id != "lora" or "mid" in p.module.params:
+            return False
+        s = p.lora.shapes(p.module)
+        shapes.append((s["down"][1:], s["up"][0], s["up"][2:]))
+    return len(set(shapes)) == 1
+
+
+def _concat(name: str, parts: Sequence[Part], out: dict[str, torch.Tensor], dt: torch.dtype) -> None:
+    ups, downs = [], []
+    for p in parts:
+        t = p.lora.load(p.module)
+        down, up = t["down"].float(), t["up"].float()
+        scale = float(t["alpha"].float().reshape(-1)[0]) / down.shape[0] if "alpha" in t else 1.0
+        ups.append(up * (p.factor * scale))
+        downs.append(down)
+    down = torch.cat(downs, 0)
+    out[name + ".lora_down.weight"] = down.to(dt)
+    out[name + ".lora_up.weight"] = torch.cat(ups, 1).to(dt)
+    out[name + ".alpha"] = torch.tensor(float(down.shape[0]), dtype=dt)
+
+
+def full_shape(module: Module, arch: Architecture, flat: tuple[int, int]) -> tuple[int, ...]:
+    """The real shape of a module's ΔW: the layout tells the kernel, the factors tell the widths."""
+    idx = layout_index(arch.id)
+    t = idx.target(module)
+    if t is None:
+        return flat
+    tiny = idx.shape(t)
+    if len(tiny) == 1:
+        return (flat[0],)
+    k = tiny[2:]
+    return (flat[0], flat[1] // math.prod(k), *k)
+
+
+def _summed(module: Module, parts: Sequence[Part], arch: Architecture) -> tuple[torch.Tensor, torch.Tensor | None]:
+    total: torch.Tensor | None = None
+    bias: torch.Tensor | None = None
+    for p in parts:
+        t = p.lora.load(p.module)
+        algo = p.module.algo
+        shape = full_shape(module, arch, algo.flat_shape(p.lora.shapes(p.module)))
+        d, scale = algo.delta(t, shape)
+        d = d * (p.factor * scale)
+        total = d if total is None else total + d
+        b = algo.bias_delta(t)
+        if b is not None:
+            bias = b * p.factor if bias is None else bias + b * p.factor
+    assert total is not None
+    return total, bias
+
+
+def _factorise(name: str, delta: torch.Tensor, rank: int, out: dict[str, torch.Tensor], dt: torch.dtype) -> None:
+    up, down = svd_factors(delta, rank)
+    out[name + ".lora_down.weight"] = down.to(dt)
+    out[name + ".lora_up.weight"] = up.to(dt)
+    out[name + ".alpha"] = torch.tensor(float(down.shape[0]), dtype=dt)
+
+
+def svd_factors(delta: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(up, down) with up @ down the best rank-`rank` approximation of delta (alpha = rank: scale 1).
+    Conv weights keep their kernel in `down` and a 1x1 `up`, as kohya's LoCon does."""
+    mat = delta.float().reshape(delta.shape[0], -1)
+    r = max(1, min(rank, *mat.shape))
+    u, s, vh = torch.linalg.svd(mat, full_matrices=False)
+    up = u[:, :r] * s[:r]
+    down = vh[:r]
+    if delta.dim() == 4:
+        return up.reshape(*up.shape, 1, 1), down.reshape(r, *delta.shape[1:])
+    if delta.dim() == 1:
+        raise RecipeError("a 1-d (norm) difference cannot be factorised", "merge without --rank")
+    return up, down
