@@ -16,7 +16,9 @@ from lib_merge.arch.blocks import SD1, SDXL
 from lib_merge.errors import ArchitectureError, MergeError, OutputError, ParseError
 from lib_merge.io.hashing import NoCache
 from lib_merge.io.safetensors_io import DTYPES, SafetensorsReader, read_header, save_tensors
-from lib_merge.lora import bake, extract, inspect_lora, merge_loras
+from lib_merge.lora import inspect_lora, merge_loras
+from lib_merge.lora.bake import bake
+from lib_merge.lora.extract import extract
 from lib_merge.lora.cli import add_parser
 from lib_merge.lora.tag import parse_spec
 from tests import synth

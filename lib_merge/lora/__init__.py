@@ -4,16 +4,30 @@ Independent of the webui: the adapters call `module_strengths` and `active`, the
 """
 from __future__ import annotations
 
-from .bake import BakeResult, bake
-from .extract import ExtractResult, extract
-from .inspect import LoraReport, format_report, inspect_lora
-from .merge import MergeLoraResult, merge_loras
-from .presets import DEFAULT_BOOK, PresetBook
-from .ratios import BlockRatios, resolve
-from .strengths import ModuleStrength, Strengths, active, module_strengths
-from .tag import LoraTag, TagMatch, format_tag, parse_prompt, parse_spec, parse_tag
+import importlib
+from typing import Any
 
-__all__ = ["BakeResult", "bake", "ExtractResult", "extract", "LoraReport", "format_report", "inspect_lora",
+# Names are loaded on first use, so `lib_merge.lora.layouts` and `.tag` can be imported (by plots,
+# for instance) without importing torch.
+_EXPORTS = {
+    # the functions `bake` and `extract` share their modules' names: import them from
+    # lib_merge.lora.bake / .extract, so a submodule can never shadow them
+    "bake": ("BakeResult",), "extract": ("ExtractResult",),
+    "inspect": ("LoraReport", "format_report", "inspect_lora"), "merge": ("MergeLoraResult", "merge_loras"),
+    "presets": ("DEFAULT_BOOK", "PresetBook"), "ratios": ("BlockRatios", "resolve"),
+    "strengths": ("ModuleStrength", "Strengths", "active", "module_strengths"),
+    "tag": ("LoraTag", "TagMatch", "format_tag", "parse_prompt", "parse_spec", "parse_tag"),
+}
+_WHERE = {name: mod for mod, names in _EXPORTS.items() for name in names}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        return getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["BakeResult", "ExtractResult", "LoraReport", "format_report", "inspect_lora",
            "MergeLoraResult", "merge_loras", "DEFAULT_BOOK", "PresetBook", "BlockRatios", "resolve",
            "ModuleStrength", "Strengths", "active", "module_strengths", "LoraTag", "TagMatch", "format_tag",
            "parse_prompt", "parse_spec", "parse_tag"]
