@@ -116,8 +116,19 @@ def _merge_ckpt(recipe, args, progress, cache):
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
+    from .errors import ArchitectureError
     from .inspect import describe
-    report = describe(args.file)
+    try:
+        report = describe(args.file)
+    except ArchitectureError as e:
+        if "looks like a LoRA" not in str(e):
+            raise
+        import dataclasses
+
+        from .lora.inspect import format_report as format_lora, inspect_lora
+        lora = inspect_lora(args.file)
+        print(json.dumps(dataclasses.asdict(lora), indent=2, default=str) if args.json else format_lora(lora))
+        return 0
     if args.json:
         print(json.dumps(report, indent=2))
     else:
@@ -154,6 +165,18 @@ def cmd_presets(args: argparse.Namespace) -> int:
         except MergeError:
             shown = ",".join(toks)
         print(f"{name}\t{shown}")
+    return 0
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    """The merge tab in a local web page (needs gradio 3.41 or 4.x; imported only here)."""
+    os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+    try:
+        from .ui.standalone import serve
+    except ImportError as e:
+        raise MergeError(f"the ui needs gradio, which cannot be imported ({e})",
+                         "pip install gradio==4.40.0 (or 3.41.2), or use the webui's Python") from None
+    serve(args.models_dir, port=args.port, output_dir=args.output_dir, data_dir=args.data_dir)
     return 0
 
 
@@ -212,6 +235,13 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--presets", metavar="FILE")
     pr.set_defaults(func=cmd_presets)
 
+    u = sub.add_parser("ui", help="the merge tab in your browser, without a webui (127.0.0.1 only)")
+    u.add_argument("--models-dir", required=True, metavar="DIR", help="folder of .safetensors / .ckpt models")
+    u.add_argument("--output-dir", metavar="DIR", help="where merges are saved (default: the models folder)")
+    u.add_argument("--data-dir", metavar="DIR", help="history and presets (default ~/.local/share/blockmerge)")
+    u.add_argument("--port", type=int, default=7870, help="port on 127.0.0.1 (default 7870)")
+    u.set_defaults(func=cmd_ui)
+
     try:
         from .lora.cli import add_parser as add_lora
     except ImportError:
@@ -236,3 +266,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("blockmerge: interrupted; nothing was written", file=sys.stderr)
         return EXIT_CANCEL
+    except BrokenPipeError:  # `... | head`: the reader left, which is not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0

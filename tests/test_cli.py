@@ -129,6 +129,13 @@ def test_module_entry_point_and_ctrl_c_leaves_nothing(tmp_path, sd1_models):
     assert "Traceback" not in r.stderr
 
 
+def test_inspect_reads_loras_too(tmp_path, capsys):
+    from tests.synth import write_lora
+    write_lora(tmp_path / "mine.safetensors", "sdxl")
+    code, out, _ = run(capsys, "inspect", tmp_path / "mine.safetensors")
+    assert code == 0 and out.startswith("mine.safetensors: kohya LoRA, SDXL")
+
+
 def test_presets_listing(capsys):
     code, out, _ = run(capsys, "presets", "--arch", "sdxl")
     assert code == 0
