@@ -107,7 +107,10 @@ def _merge_ckpt(recipe, args, progress, cache):
     import torch
 
     from .engine import merge
-    from .io.atomic import atomic_write
+    from .io.atomic import atomic_write, check_output
+    if not args.output.lower().endswith(".ckpt"):
+        raise MergeError(f"--ckpt output {args.output} does not end in .ckpt", "name it NAME.ckpt")
+    check_output(args.output, args.overwrite)  # before the work, not after
     result = merge(recipe, None, progress=progress, hash_cache=cache)
     with atomic_write(args.output, args.overwrite) as f:
         torch.save({"state_dict": result.state_dict, "blockmerge_metadata": result.metadata}, f)

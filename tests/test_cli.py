@@ -96,6 +96,20 @@ def test_existing_output_needs_overwrite(tmp_path, capsys, sd1_models):
     assert code == 0 and len(load_file(str(out))) == 1131
 
 
+def test_ckpt_output_only_on_request(tmp_path, capsys, sd1_models):
+    import torch
+    out = tmp_path / "m.ckpt"
+    code, _, err = run(capsys, "merge", *sd1_models[:2], "-o", out, "--quiet")
+    assert code == 2 and "does not end in .safetensors" in err and not out.exists()
+    code, _, err = run(capsys, "merge", *sd1_models[:2], "-o", out, "--quiet", "--ckpt", "--alpha", "1")
+    assert code == 0, err
+    sd = torch.load(out, weights_only=True)["state_dict"]
+    b = load_file(sd1_models[1])
+    assert torch.equal(sd["model.diffusion_model.out.2.weight"], b["model.diffusion_model.out.2.weight"])
+    code, _, err = run(capsys, "merge", *sd1_models[:2], "-o", out, "--quiet", "--ckpt")
+    assert code == 2 and "exists already" in err
+
+
 def test_self_needs_only_a(tmp_path, capsys, sd1_models):
     out = tmp_path / "m.safetensors"
     code, _, err = run(capsys, "merge", sd1_models[0], "-o", out, "--calc", "self", "--quiet",
