@@ -13,7 +13,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from lib_merge import engine
+from lib_merge import pipeline
 from lib_merge.engine import CancelToken, merge
 from lib_merge.errors import ArchitectureError, Cancelled, OutputError
 from lib_merge.io.safetensors_io import save_tensors
@@ -100,7 +100,8 @@ def test_chunked_streaming_gives_the_same_bytes(tmp_path, sd1_models, monkeypatc
     r = Recipe(tuple(sd1_models), mode="add_difference", alpha=0.3, alpha_blocks="GRAD_V")
     whole = tmp_path / "whole.safetensors"
     merge(r, str(whole))
-    monkeypatch.setattr(engine, "CHUNK", 64)  # every big tensor now goes through in pieces
+    monkeypatch.setattr(pipeline, "CHUNK", 96)  # every big tensor now goes through in pieces
+    monkeypatch.setattr(pipeline, "SLICE", 40)  # and each piece in slices that do not divide it
     chunked = tmp_path / "chunked.safetensors"
     merge(r, str(chunked))
     assert whole.read_bytes() == chunked.read_bytes()

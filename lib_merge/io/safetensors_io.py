@@ -29,8 +29,11 @@ FLOAT_NAMES = {"F64", "F32", "F16", "BF16"}
 MAX_HEADER = 100 * 1024 * 1024
 
 
+_ITEMSIZE = {name: torch.empty((), dtype=dt).element_size() for name, dt in DTYPES.items()}
+
+
 def itemsize(dtype: str) -> int:
-    return torch.empty((), dtype=DTYPES[dtype]).element_size()
+    return _ITEMSIZE[dtype]
 
 
 @dataclass(frozen=True)
@@ -137,6 +140,15 @@ class SafetensorsReader:
         if len(view) == 0:
             return torch.empty(0, dtype=DTYPES[info.dtype])
         return torch.frombuffer(view, dtype=DTYPES[info.dtype])
+
+    def prefetch(self, key: str, first: int = 0, count: int | None = None) -> None:
+        """Ask the kernel to start reading a range we will need soon (cold caches overlap I/O)."""
+        if not hasattr(os, "posix_fadvise"):
+            return
+        info = self.tensors[key]
+        isz = itemsize(info.dtype)
+        count = info.numel - first if count is None else count
+        os.posix_fadvise(self._fd, info.start + first * isz, count * isz, os.POSIX_FADV_WILLNEED)
 
     def get(self, key: str) -> torch.Tensor:
         """A fresh tensor with the full value of `key` (for small tensors and one-off reads)."""
