@@ -1,0 +1,186 @@
+"""The Gradio tab under whatever gradio is installed (.ci/ui_check.sh runs this under 3.41.2 and 4.40.0):
+it builds, hides what the host cannot do, keeps labels unique, and its handlers turn every
+MergeError into a visible status line and a toast."""
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+gr = pytest.importorskip("gradio")
+
+from lib_merge.ui import compat, labels  # noqa: E402
+from lib_merge.ui.events import Handlers, md_escape  # noqa: E402
+from lib_merge.ui.form import FormValues  # noqa: E402
+from lib_merge.ui.merge_tab import MergeTab, build_merge_tab, render_merge_tab  # noqa: E402
+from lib_merge.ui.standalone import StandaloneHost, build_app  # noqa: E402
+from lib_merge.ui.state import TabState  # noqa: E402
+
+
+
+class WebuiLikeHost(StandaloneHost):
+    name = "test"
+    can_load = True
+    can_generate = True
+
+
+SD1_LABEL, XL_LABEL = labels.ARCH_LABELS["sd1"], labels.ARCH_LABELS["sdxl"]
+ALPHA, BETA = labels.TARGET_LABELS["alpha"], labels.TARGET_LABELS["beta"]
+
+
+@pytest.fixture
+def models(tmp_path, sd1_models, sdxl_models):
+    d = tmp_path / "models"
+    (d / "xl").mkdir(parents=True)
+    for p in sd1_models:
+        shutil.copy(p, d)
+    shutil.copy(sdxl_models[0], d / "xl" / "XL.safetensors")
+    return d
+
+
+@pytest.fixture
+def state(tmp_path):
+    return TabState(data_dir=str(tmp_path / "data"))
+
+
+def build(host, state) -> tuple[gr.Blocks, MergeTab]:
+    with gr.Blocks(analytics_enabled=False) as demo:
+        ui = render_merge_tab(host, state)
+    return demo, ui
+
+
+def by_elem_id(blocks: gr.Blocks) -> dict:
+    return {b.elem_id: b for b in blocks.blocks.values() if getattr(b, "elem_id", None)}
+
+
+def test_builds_and_hides_what_standalone_cannot_do(models, state):
+    tab = build_merge_tab(StandaloneHost(str(models)), state)
+    assert isinstance(tab, gr.Blocks)
+    ids = by_elem_id(tab)
+    for shown in ("blockmerge_merge_save", "blockmerge_stop", "blockmerge_model_a", "blockmerge_mbw_OUT11",
+                  "blockmerge_adjust_COL3", "blockmerge_history", "blockmerge_file_drop", "blockmerge_recipe"):
+        assert ids[shown].visible, shown
+    for hidden in ("blockmerge_merge_load", "blockmerge_merge_generate", "blockmerge_restore", "blockmerge_gallery"):
+        assert not ids[hidden].visible, hidden
+    assert ids["blockmerge_model_a"].choices and "xl/XL.safetensors" in str(ids["blockmerge_model_a"].choices)
+
+
+def test_webui_like_host_shows_every_button(models, state):
+    _, ui = build(WebuiLikeHost(str(models)), state)
+    assert all(ui.w[k].visible for k in ("load", "generate", "restore", "gallery", "infotext"))
+
+
+def test_labels_are_unique(models, state):
+    """The webui keys ui-config.json by label: two equal labels in one tab confuse saved defaults."""
+    demo, ui = build(StandaloneHost(str(models)), state)
+    seen = [b.label for b in demo.blocks.values() if getattr(b, "label", None)]
+    assert len(seen) == len(set(seen)), sorted(x for x in seen if seen.count(x) > 1)
+    assert len(ui.sliders) == 26 and len(ui.adjust) == 8 and len(ui.form_inputs) == 29
+
+
+def test_events_use_the_right_js_keyword_and_stop_skips_the_queue(models, state):
+    demo, ui = build(WebuiLikeHost(str(models)), state)
+    deps = demo.get_config_file()["dependencies"]
+    with_js = [d for d in deps if d.get("js")]
+    assert len(with_js) == 1 and "blockmergeTxt2imgSettings" in with_js[0]["js"]
+    stop_id = ui.w["stop"]._id
+    (stop,) = [d for d in deps if any(t == stop_id or (isinstance(t, (list, tuple)) and t[0] == stop_id)
+                                      for t in d["targets"])]
+    assert stop["queue"] is False
+    assert compat.js("f") == ({"js": "f"} if compat.GRADIO4 else {"_js": "f"})
+
+
+def test_standalone_page_builds(models, state):
+    demo = build_app(StandaloneHost(str(models)), state)
+    assert demo.analytics_enabled is False and "blockmerge" in (demo.css or "")
+
+
+def value(update):
+    return update.get("value") if isinstance(update, dict) else update
+
+
+def test_block_weight_handlers(models, state):
+    h = Handlers(StandaloneHost(str(models)), state)
+    vals = [i / 100 for i in range(26)]
+    text, beta, note = h.slider_released(SD1_LABEL, ALPHA, *vals)
+    assert text == ",".join(format(v, "g") for v in vals) and value(beta) is None and "26 values" in note
+    out = h.text_typed("alpha")(SD1_LABEL, ALPHA, "GRAD_V")
+    assert [value(u) for u in out[:26]][:2] == [0.0, 1.0] and "preset GRAD\\_V" in out[26]
+    out = h.text_typed("beta")(SD1_LABEL, ALPHA, "GRAD_V")  # the sliders edit alpha: beta typing leaves them
+    assert all(value(u) is None for u in out[:26])
+    out = h.text_typed("alpha")(SD1_LABEL, ALPHA, "0,1,0.5,1,1")
+    assert all(value(u) is None for u in out[:26]) and "has 5 values" in out[26]
+    out = h.layout_changed(XL_LABEL, ALPHA, "", "")
+    assert [u["visible"] for u in out[:26]].count(False) == 6
+    a, b, *rest = h.preset_picked("GRAD_A", SD1_LABEL, BETA)
+    assert value(a) is None and b == "GRAD_A" and value(rest[1]) == 0.0
+    a, _, note = h.fill_random("U: uniform", XL_LABEL, ALPHA)
+    assert a == ",".join(["U"] * 20) and "20 random" in note
+    status, dd = h.save_preset("MINE", SD1_LABEL, ALPHA, "GRAD_V", "")
+    assert status.startswith("✓ Preset MINE saved") and "MINE" in dd["choices"]
+
+
+def test_detect_arch_and_calc(models, state):
+    h = Handlers(StandaloneHost(str(models)), state)
+    arch, note = h.detect_arch("xl/XL.safetensors")
+    assert value(arch) == XL_LABEL and "SDXL" in note
+    assert value(h.detect_arch("A.safetensors")[0]) == SD1_LABEL
+    assert value(h.calc_changed(labels.CALC_LABELS["train_difference"])) == labels.MODE_LABELS["add_difference"]
+    assert value(h.calc_changed("Normal")) is None
+
+
+def test_merge_handlers_show_errors_in_the_tab(models, state, monkeypatch):
+    toasts = []
+    monkeypatch.setattr(gr, "Warning", lambda msg, *a, **k: toasts.append(msg))
+    h = Handlers(StandaloneHost(str(models)), state)
+    progress = []
+    form = FormValues(model_a="A.safetensors", model_b="B.safetensors", alpha_blocks="0,1,0.5,1,1")
+    status, recipe, hist = h.merge_save(lambda f, desc=None: progress.append(f), *form.to_ui())
+    assert status.startswith("✗ alpha block weights has 5 values") and "Fix:" in status
+    assert toasts == [status[2:].replace("\\", "")] and value(recipe) is None
+    status, recipe, hist = h.merge_save(lambda f, desc=None: progress.append(f), *form.replace(alpha_blocks="").to_ui())
+    assert status.startswith("✓ Saved") and '"method": "weight_sum"' in recipe and len(hist["choices"]) == 1
+    assert progress and progress[-1] == 1.0
+    status, *_ = h.merge_generate(lambda f, desc=None: None, "{}", *form.to_ui())
+    assert "cannot generate" in status and len(toasts) == 2
+    assert h.stop() == "Nothing is running."
+
+
+def test_guarded_handlers_and_bugs_stay_visible(models, state, monkeypatch, caplog):
+    monkeypatch.setattr(gr, "Warning", lambda msg, *a, **k: None)
+    h = Handlers(StandaloneHost(str(models)), state)
+    summary, recipe, stored = h.guarded(h.file_picked, 3)("gone.safetensors")
+    assert summary.startswith("✗ model gone.safetensors is gone") and value(recipe) is None
+
+    def bug():
+        raise ZeroDivisionError("oops")
+    (status,) = h.guarded(lambda: [bug()], 1)()
+    assert "internal error (ZeroDivisionError: oops)" in status and "oops" in caplog.text
+
+
+def test_history_and_file_handlers(models, state, monkeypatch):
+    monkeypatch.setattr(gr, "Warning", lambda msg, *a, **k: None)
+    h = Handlers(StandaloneHost(str(models)), state)
+    form = FormValues(model_a="A.safetensors", model_b="B.safetensors", elemental="IN04::0", name="f")
+    h.merge_save(lambda f, desc=None: None, *form.to_ui())
+    (label,) = h.history_labels()
+    assert '"elemental": "IN04::0"' in h.history_show(label)
+    *values, status = h.history_load(label)
+    assert FormValues.from_ui(values) == form and status.startswith("✓ Loaded past merge")
+    h.host.refresh()
+    summary, recipe, stored = h.file_picked("f.safetensors")
+    assert "f.safetensors" in summary and stored["recipe"]["elemental"] == "IN04::0"
+    *values, status = h.file_load(stored)
+    assert FormValues.from_ui(values).elemental == "IN04::0"
+    assert h.file_dropped(None) == ["", "", None]
+
+
+def test_md_escape():
+    assert md_escape("ALL_B *x* <b>") == "ALL\\_B \\*x\\* \\<b\\>"
+
+
+def test_file_path_values():
+    class Temp:
+        name = "/tmp/x.safetensors"
+    assert compat.file_path("/a") == "/a" and compat.file_path(Temp()) == "/tmp/x.safetensors"
+    assert compat.file_path({"path": "/p"}) == "/p" and compat.file_path(None) is None
