@@ -1,0 +1,169 @@
+"""BlockMerge's REST API on the webui's FastAPI app (`on_app_started`), under /blockmerge/v1.
+
+The routes are plain functions of a JSON body (tested without FastAPI); `register(app)` mounts
+them. A user mistake (`MergeError`) is HTTP 400 with `{"error": one line}`. Merges hold
+`modules.call_queue.queue_lock`, the lock `/sdapi/v1/txt2img` holds, so they never run beside a
+generation. Like any route added through `on_app_started`, these are not behind `--api-auth`.
+"""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from typing import Any, Callable, ContextManager, Mapping
+
+from ..arch.blocks import SD1, SDXL
+from ..engine import merge
+from ..errors import MergeError, OutputError, RecipeError
+from ..io.hashing import HashCache, legacy_hash
+from ..lora.entries import format_entries
+from ..lora.elemental import format_rules
+from ..lora.presets import PresetBook
+from ..presets import PresetBook as MergePresetBook
+from ..provenance import model_name
+from ..recipe import Recipe
+from .lbw_files import PresetFiles, check_tag
+
+PREFIX = "/blockmerge/v1"
+_SAFE_NAME = re.compile(r"^[^\\/\x00]+$")
+
+
+@dataclass
+class Deps:
+    """What the routes need from the webui; `webui_deps()` gives the real ones, tests their own."""
+    lock: Callable[[], ContextManager]
+    resolve_model: Callable[[str], str]  # picker name / title / hash -> file path
+    output_dir: Callable[[], str]
+    merge_presets_file: Callable[[], str]
+    lora_files: PresetFiles
+    refresh: Callable[[], None]
+    live_arch: Callable[[], str | None]
+    hash_cache: HashCache | None = None
+
+
+def webui_deps() -> Deps:
+    from . import checkpoints, settings
+
+    def lock() -> ContextManager:
+        from modules.call_queue import queue_lock
+        return queue_lock
+
+    def live_arch() -> str | None:
+        from modules import sd_models
+        model = getattr(sd_models.model_data, "sd_model", None)  # never loads a model
+        arch = checkpoints.arch_of_model(model) if hasattr(model, "sd_checkpoint_info") else None
+        return arch.id if arch else None
+
+    return Deps(lock, lambda n: checkpoints.resolve(n).filename, checkpoints.models_dir,
+                lambda: os.path.join(settings.data_dir(), "mbw_presets.txt"),
+                PresetFiles(settings.lbw_presets_path, settings.lbwe_presets_path),
+                checkpoints.refresh, live_arch)
+
+
+# ---- routes as plain functions ------------------------------------------------------------------
+def merge_route(body: Mapping[str, Any], deps: Deps) -> dict[str, Any]:
+    """{"recipe": {...Recipe fields...}, "output": "name.safetensors", "overwrite": false}; the recipe's
+    fields may also sit at the top level. Models are webui checkpoint names, titles or hashes."""
+    if not isinstance(body, Mapping):
+        raise RecipeError("the request body is not a JSON object", 'send {"recipe": {"models": ["A", "B"], ...}}')
+    raw = dict(body.get("recipe", body))
+    for k in ("output", "overwrite"):
+        raw.pop(k, None)
+    models = raw.get("models")
+    if not isinstance(models, (list, tuple)) or not models:
+        raise RecipeError("the recipe has no models", 'give "models": ["model A", "model B"] as the webui lists them')
+    raw["models"] = [deps.resolve_model(str(m)) for m in models]
+    unknown = set(raw) - set(Recipe.__dataclass_fields__)
+    if unknown:
+        raise RecipeError(f"unknown recipe field(s): {', '.join(sorted(unknown))}",
+                          f"use {', '.join(sorted(Recipe.__dataclass_fields__))}")
+    try:
+        recipe = Recipe.from_dict(raw)
+    except TypeError as e:
+        raise RecipeError(f"the recipe does not fit ({e})", "check the field names and types") from None
+    path = _output_path(body.get("output"), recipe, deps.output_dir())
+    presets_file = deps.merge_presets_file()
+    book = MergePresetBook.from_file(presets_file if os.path.isfile(presets_file) else None)
+    cache = deps.hash_cache or HashCache()
+    with deps.lock():
+        result = merge(recipe, path, overwrite=bool(body.get("overwrite", False)), hash_cache=cache, presets=book)
+        deps.refresh()
+    out = result.output or path
+    return {"output": out, "name": model_name(out), "sha256": cache.sha256(out), "legacy_hash": legacy_hash(out),
+            "model_hashes": result.hashes, "architecture": result.plan.arch.id,
+            "seconds": round(result.seconds, 3), "notes": list(result.plan.notes)}
+
+
+def _output_path(name: Any, recipe: Recipe, folder: str) -> str:
+    if name is None or name == "":
+        from ..ui.form import default_name
+        name = default_name(recipe)
+    name = str(name)
+    if not _SAFE_NAME.match(name) or name.strip(".") == "":
+        raise OutputError(f"output {name!r} is not a plain file name",
+                          "give a name such as my_merge.safetensors; it is saved in the webui's checkpoint folder")
+    if not name.lower().endswith(".safetensors"):
+        name += ".safetensors"
+    return os.path.join(folder, name)
+
+
+def presets_route(deps: Deps) -> dict[str, Any]:
+    """Checkpoint-merge presets (26 values, and 20 for SDXL) and LoRA presets (17 for SD1, 12 for SDXL)."""
+    presets_file = deps.merge_presets_file()
+    book = MergePresetBook.from_file(presets_file if os.path.isfile(presets_file) else None)
+    merge_presets = {"sd": {}, "sdxl": {}}
+    for name in book.names():
+        for fam, arch in (("sd", SD1), ("sdxl", SDXL)):
+            tokens = book.lookup(name, arch.blocks)
+            if tokens is not None:
+                merge_presets[fam][name] = ",".join(tokens)
+    lora: PresetBook = deps.lora_files.book()
+    lora_presets: dict[str, dict[str, str]] = {}
+    for name in lora.names():
+        for fam, arch in (("sd", SD1), ("sdxl", SDXL)):
+            try:
+                lora_presets.setdefault(name, {})[fam] = format_entries(lora.lbw_entries(name, arch, name))
+            except MergeError:
+                pass
+    elemental = {name: format_rules(rules) for name, rules in lora.lbwe.items()}
+    return {"merge": merge_presets, "lora": lora_presets, "lora_elemental": elemental}
+
+
+def parse_tag_route(body: Mapping[str, Any], deps: Deps) -> dict[str, Any]:
+    """{"tag": "<lora:name:1:1:lbw=OUTD>", "arch": "sd1" | "sd2" | "sdxl" (default: the loaded model's)}."""
+    if not isinstance(body, Mapping) or not isinstance(body.get("tag"), str):
+        raise RecipeError('the body needs "tag"', 'send {"tag": "<lora:NAME:1:1:lbw=ALL>", "arch": "sdxl"}')
+    arch = body.get("arch") or deps.live_arch() or "sd1"
+    return check_tag(body["tag"], str(arch), deps.lora_files.book())
+
+
+# ---- FastAPI wiring ----------------------------------------------------------------------------
+def register(app: Any, deps: Deps | None = None) -> None:
+    from fastapi import Body
+    from fastapi.responses import JSONResponse
+
+    d = deps or webui_deps()
+
+    def run(fn: Callable[[], dict]) -> Any:
+        try:
+            return fn()
+        except MergeError as e:
+            return JSONResponse(status_code=400, content={"error": str(e)})
+
+    def merge_endpoint(body: dict = Body(...)) -> Any:
+        return run(lambda: merge_route(body, d))
+
+    def presets_endpoint() -> Any:
+        return run(lambda: presets_route(d))
+
+    def parse_tag_endpoint(body: dict = Body(...)) -> Any:
+        return run(lambda: parse_tag_route(body, d))
+
+    app.add_api_route(f"{PREFIX}/merge", merge_endpoint, methods=["POST"])
+    app.add_api_route(f"{PREFIX}/presets", presets_endpoint, methods=["GET"])
+    app.add_api_route(f"{PREFIX}/parse-tag", parse_tag_endpoint, methods=["POST"])
+
+
+def on_app_started(demo: Any, app: Any) -> None:
+    """The on_app_started callback."""
+    register(app)

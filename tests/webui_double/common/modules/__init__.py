@@ -1,0 +1,1 @@
+"""Fake `modules` (the webui's own package) for tests."""

@@ -1,0 +1,1 @@
+"""Fake modules_forge: its presence (with backend.diffusion_engine) is how Forge is told apart."""
