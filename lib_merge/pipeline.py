@@ -10,6 +10,7 @@ Elementwise methods see flat slices; others see whole tensors in their own shape
 from __future__ import annotations
 
 import math
+import os
 import queue
 import threading
 from dataclasses import dataclass
@@ -68,9 +69,11 @@ def jobs_for(plan: MergePlan) -> list[Job]:
     elementwise = plan.method.elementwise
     for kp in plan.keys:
         numel = math.prod(kp.shape)
+        # whole: the shape matters (non-elementwise methods, inpainting channels, adjust); anything
+        # else goes through the cache-sized slices, however small it is
         whole = (kp.merge and (not elementwise or kp.channels is not None)) or kp.adjust
         if whole or numel <= CHUNK:
-            jobs.append(Job(kp, 0, numel, True))
+            jobs.append(Job(kp, 0, numel, whole))
         else:
             jobs.extend(Job(kp, s, min(CHUNK, numel - s), False) for s in range(0, numel, CHUNK))
     return jobs
@@ -112,6 +115,25 @@ def _prefetch(sources: list[ModelSource], job: Job) -> None:
             s.prefetch(job.kp.key, job.first, None if job.whole else job.count)
 
 
+def _drop(sources: list[ModelSource], job: Job) -> None:
+    used = sources if job.kp.merge else sources[:1]
+    for s in used:
+        if isinstance(s, SafetensorsReader):
+            s.drop(job.kp.key, job.first, None if job.whole else job.count)
+
+
+def memory_is_tight(sources: list[ModelSource], out_bytes: int) -> bool:
+    """Inputs and output will not all fit in the page cache: the kernel would evict input pages
+    anyway, by scanning; dropping each range right after reading it is cheaper (Linux only)."""
+    try:
+        with open("/proc/meminfo") as f:
+            avail = next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:"))
+    except (OSError, StopIteration, ValueError):
+        return False
+    need = out_bytes + sum(os.path.getsize(s.path) for s in sources if isinstance(s, SafetensorsReader))
+    return need > avail
+
+
 class _Pool:
     """Buffers handed between threads and back, allocated once (fresh pages cost more than copies)."""
 
@@ -143,6 +165,7 @@ def run(plan: MergePlan, sources: list[ModelSource], sink, stats: tuple[float, f
     out_pool = _Pool(DEPTH + 2, CHUNK * 4)
     errors: list[BaseException] = []
     src_a = sources[0]
+    drop_behind = memory_is_tight(sources, total)
 
     def reader() -> None:
         try:
@@ -156,6 +179,8 @@ def run(plan: MergePlan, sources: list[ModelSource], sink, stats: tuple[float, f
                     t = _read_into(src_a, kp.key, ob, job.first, job.count)
                     if t.data_ptr() != ob.data_ptr() and t.numel():  # in-memory source: copy its bytes
                         ob[:nbytes].view(t.dtype).copy_(t)
+                    if drop_behind:
+                        _drop(sources[:1], job)
                     _put(q_in, (job, "bytes", ob, pooled), stop)
                     continue
                 used = sources if kp.merge else sources[:1]
@@ -167,6 +192,8 @@ def run(plan: MergePlan, sources: list[ModelSource], sink, stats: tuple[float, f
                     bufs.append((buf, pooled))
                     t = _read_into(s, kp.key, buf, job.first, count)
                     ts.append(t.reshape(info.shape) if job.whole else t)
+                if drop_behind:
+                    _drop(sources, job)
                 _put(q_in, (job, "tensors", ts, bufs), stop)
             _put(q_in, None, stop)
         except _Stop:

@@ -150,6 +150,15 @@ class SafetensorsReader:
         count = info.numel - first if count is None else count
         os.posix_fadvise(self._fd, info.start + first * isz, count * isz, os.POSIX_FADV_WILLNEED)
 
+    def drop(self, key: str, first: int = 0, count: int | None = None) -> None:
+        """Tell the kernel a range will not be read again (frees its page-cache pages now)."""
+        if not hasattr(os, "posix_fadvise"):
+            return
+        info = self.tensors[key]
+        isz = itemsize(info.dtype)
+        count = info.numel - first if count is None else count
+        os.posix_fadvise(self._fd, info.start + first * isz, count * isz, os.POSIX_FADV_DONTNEED)
+
     def get(self, key: str) -> torch.Tensor:
         """A fresh tensor with the full value of `key` (for small tensors and one-off reads)."""
         info = self.tensors[key]
