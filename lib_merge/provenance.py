@@ -32,11 +32,12 @@ def models_metadata(paths: Iterable[str], cache: HashCache, metadata_of: Mapping
             pass
         recipe = meta.get("sd_merge_recipe")
         models[digest] = {"name": model_name(path), "legacy_hash": legacy_hash(path),
-                          "sd_merge_recipe": _json_or_none(recipe)}
+                          "sd_merge_recipe": json_or_text(recipe)}
     return models, hashes
 
 
-def _json_or_none(text: str | None) -> Any:
+def json_or_text(text: str | None) -> Any:
+    """Parsed JSON, the text itself if it is not JSON, or None for nothing."""
     if not text:
         return None
     try:

@@ -143,21 +143,19 @@ class SafetensorsReader:
 
     def prefetch(self, key: str, first: int = 0, count: int | None = None) -> None:
         """Ask the kernel to start reading a range we will need soon (cold caches overlap I/O)."""
-        if not hasattr(os, "posix_fadvise"):
-            return
-        info = self.tensors[key]
-        isz = itemsize(info.dtype)
-        count = info.numel - first if count is None else count
-        os.posix_fadvise(self._fd, info.start + first * isz, count * isz, os.POSIX_FADV_WILLNEED)
+        self._advise(key, first, count, "POSIX_FADV_WILLNEED")
 
     def drop(self, key: str, first: int = 0, count: int | None = None) -> None:
         """Tell the kernel a range will not be read again (frees its page-cache pages now)."""
-        if not hasattr(os, "posix_fadvise"):
+        self._advise(key, first, count, "POSIX_FADV_DONTNEED")
+
+    def _advise(self, key: str, first: int, count: int | None, advice: str) -> None:
+        if not hasattr(os, "posix_fadvise"):  # Linux-only hints; elsewhere the kernel guesses
             return
         info = self.tensors[key]
         isz = itemsize(info.dtype)
         count = info.numel - first if count is None else count
-        os.posix_fadvise(self._fd, info.start + first * isz, count * isz, os.POSIX_FADV_DONTNEED)
+        os.posix_fadvise(self._fd, info.start + first * isz, count * isz, getattr(os, advice))
 
     def get(self, key: str) -> torch.Tensor:
         """A fresh tensor with the full value of `key` (for small tensors and one-off reads)."""

@@ -15,6 +15,7 @@ import time
 from typing import Any, Mapping
 
 from ..errors import MergeError
+from ..provenance import json_or_text
 from .form import FormValues
 
 log = logging.getLogger("lib_merge")
@@ -31,8 +32,8 @@ class History:
             output: str | None = None, seconds: float | None = None) -> dict[str, Any]:
         """Record a finished merge. `metadata` is the result's (sd_merge_recipe, sd_merge_models)."""
         now = time.time()
-        recipe = _json(metadata.get("sd_merge_recipe")) if metadata else None
-        models = _json(metadata.get("sd_merge_models")) if metadata else None
+        recipe = json_or_text(metadata.get("sd_merge_recipe")) if metadata else None
+        models = json_or_text(metadata.get("sd_merge_models")) if metadata else None
         entry = {
             "id": time.strftime("%Y%m%d-%H%M%S", time.localtime(now)) + "-" + secrets.token_hex(3),
             "time": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now)),
@@ -104,10 +105,3 @@ def entry_id(label: str | None) -> str:
     return label.split(" ", 1)[0]
 
 
-def _json(text: str | None) -> Any:
-    if not text:
-        return None
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text
