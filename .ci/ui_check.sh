@@ -79,7 +79,7 @@ assert not missing, missing
 print(f"   built: {len(config['components'])} components, {len(config['dependencies'])} events")
 EOF
     )
-    "$venv/bin/python" -m pytest -q -p no:warnings tests/test_ui*.py tests/test_webui_ui.py tests/test_webui_api.py
+    "$venv/bin/python" -m pytest -q -p no:warnings tests/test_ui*.py tests/test_webui_ui.py tests/test_webui_api.py tests/test_webui_analyzer_ui.py
     if [ $e2e = 1 ]; then
         "$venv/bin/python" -m pytest -q -p no:warnings -m e2e -rs tests/e2e
     fi

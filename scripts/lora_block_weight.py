@@ -1,8 +1,11 @@
-"""LoRA block weights from `<lora:NAME:TE:UNET:lbw=...>` tags, as an AlwaysVisible script (wiring only:
-the logic is lib_merge/webui/lbw_*.py, the accordion lib_merge/ui/lbw_accordion.py)."""
+"""LoRA block weights from `<lora:NAME:TE:UNET:lbw=...>` tags, as an AlwaysVisible script, with its XY
+plot and Effective Block Analyzer, and a "LoRA block weight" axis for the webui's X/Y/Z plot (wiring
+only: the logic is lib_merge/webui/lbw_*.py, analyzer_run.py and xyz_lora.py, the accordion
+lib_merge/ui/lbw_accordion.py)."""
 from modules import script_callbacks
 
-from lib_merge.webui import lbw_runtime
+from lib_merge.webui import lbw_runtime, xyz_lora
 from lib_merge.webui.lbw_script import LoraBlockWeightScript  # noqa: F401  (the webui registers the Script subclasses it finds here)
 
 lbw_runtime.register_callbacks(script_callbacks)
+xyz_lora.register_callback(script_callbacks)

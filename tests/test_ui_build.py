@@ -82,7 +82,8 @@ def test_events_use_the_right_js_keyword_and_stop_skips_the_queue(models, state)
     demo, ui = build(WebuiLikeHost(str(models)), state)
     deps = demo.get_config_file()["dependencies"]
     with_js = [d for d in deps if d.get("js")]
-    assert len(with_js) == 1 and "blockmergeTxt2imgSettings" in with_js[0]["js"]
+    # "Merge and generate" and the XY plot's Run both read the txt2img settings in the browser
+    assert len(with_js) == 2 and all("blockmergeTxt2imgSettings" in d["js"] for d in with_js)
     stop_id = ui.w["stop"]._id
     (stop,) = [d for d in deps if any(t == stop_id or (isinstance(t, (list, tuple)) and t[0] == stop_id)
                                       for t in d["targets"])]

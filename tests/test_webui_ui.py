@@ -54,14 +54,15 @@ def test_preset_line():
         preset_line("X", 13, [1] * 26)
 
 
-def test_script_ui_gives_one_argument_and_reads_infotext(webui):
+def test_script_ui_gives_enable_then_the_plot_arguments_and_reads_infotext(webui):
+    from lib_merge.webui.lbw_plot import FIELDS
     cls = webui.lbw_class()
     s = cls()
     with gr.Blocks():
         args = s.ui(False)
-    assert len(args) == 1 and args[0].value is True
-    (component, read), = s.infotext_fields
-    assert read({}) is True and read({"LBW": "off"}) is False and s.paste_field_names == ["LBW"]
+    assert len(args) == 1 + len(FIELDS) and args[0].value is True  # API order: enabled first
+    component, read = s.infotext_fields[0]
+    assert read({}) is True and read({"LBW": "off"}) is False and s.paste_field_names[0] == "LBW"
 
 
 def test_tab_is_registered_and_a_missing_tab_module_gives_a_message(webui, monkeypatch):

@@ -1,10 +1,12 @@
 """The LoRA block-weight accordion shown under txt2img and img2img (gradio 3.41 and 4.x).
 
-Only the "enabled" checkbox is a script argument; the rest edits the user's presets files: the
-block-weight presets (`NAME:values`), the elemental presets (`lbwe=`), a weight maker with one
-slider per block that writes a preset line, and a tag checker. The files come in as an object
-with read/save methods (the webui passes one bound to its Settings), so nothing here imports the
-webui. Building the accordion has no side effects: the API builds it again to read defaults.
+The script arguments are the "enabled" checkbox and the plot settings (off / XY plot / Effective
+Block Analyzer, in the order `lib_merge.webui.lbw_plot.FIELDS` documents); the rest edits the
+user's presets files: the block-weight presets (`NAME:values`), the elemental presets (`lbwe=`), a
+weight maker with one slider per block that writes a preset line, and a tag checker. The files come
+in as an object with read/save methods (the webui passes one bound to its Settings), so nothing here
+imports the webui. Building the accordion has no side effects: the API builds it again to read
+defaults. Only `gr.update` and constructor arguments are used, so it builds under gradio 3.41 and 4.x.
 """
 from __future__ import annotations
 
@@ -16,8 +18,15 @@ import gradio as gr
 from ..errors import MergeError, ParseError
 from ..lora.entries import fmt
 from ..lora.layouts import LAYOUTS
+from ..webui.lbw_plot import DEFAULTS, LAYOUT_CHOICES, Mode
+from ..xy.axes import PlotKind, choices as axis_choices
 
 MAX_BLOCKS = max(LAYOUTS)
+PLOT_HELP = ("Tag the LoRA to study `<lora:NAME:1:1:lbw=XYZ>` and press Generate. **Effective Block Analyzer**: "
+             "one image with every block at *base*, one per block with that block at *low*, then a grid per seed "
+             "(rows `BLOCK` / `Diff: p%`, columns diff, low, source) and a bar chart of Diff % per block. "
+             "**XY plot**: the axes below; identical cells are rendered once, one grid per Z value. Uses your "
+             "sampler, size, steps and scripts; Interrupt keeps a partial grid.")
 HELP = ("Add block weights to a LoRA tag: `<lora:NAME:1:1:lbw=PRESET>` or `lbw=1,0,0,...` (12/17/20/26 values, "
         "BASE first), `lbwe=ELEMENTAL`, `start=N` (off for the first N steps), `stop=N` (off after step N), "
         "`step=A-B`, `x=V` for X entries. On by default whenever a tag carries one of these.")
@@ -62,11 +71,60 @@ def _layout_updates(count: str) -> list:
 
 def build_lbw_accordion(files: Files, *, tab: str) -> gr.Checkbox:
     """Build the accordion in the current Blocks context; return the enabled checkbox."""
+    return build_lbw_inputs(files, tab=tab)[0]
+
+
+def _plot_inputs(prefix: str) -> list:
+    """The plot settings, in `FIELDS` order (the script's args after `enabled`)."""
+    d = DEFAULTS
+    axis_labels = [label for label, _ in axis_choices(PlotKind.LORA)]
+    mode = gr.Radio(choices=[m.label for m in Mode], value=d.mode.label, label="Plot (varies the LoRA tagged lbw=XYZ)",
+                    elem_id=f"{prefix}_plot_mode")
+    with gr.Column(visible=False, elem_id=f"{prefix}_plot_box") as box:
+        gr.Markdown(PLOT_HELP)
+        with gr.Column(visible=False, elem_id=f"{prefix}_analyzer_box") as analyzer_box:
+            with gr.Row():
+                rng = gr.Textbox(value=d.range, label="Range (low,base)", placeholder="0,1", elem_id=f"{prefix}_range")
+                blocks = gr.Textbox(value=d.blocks, label="Blocks",
+                                    placeholder="empty: every block; 12ALL (SDXL), 17ALL, 20ALL, 26ALL, IDs, IN04-OUT02, NOT M00",
+                                    elem_id=f"{prefix}_blocks")
+            with gr.Row():
+                seeds = gr.Number(value=d.seeds, precision=0, label="Number of seeds", elem_id=f"{prefix}_seeds")
+                threshold = gr.Number(value=d.threshold, label="Difference threshold (of 255)",
+                                      elem_id=f"{prefix}_threshold")
+                colour = gr.ColorPicker(value=d.colour, label="Diff colour", elem_id=f"{prefix}_diff_colour")
+                swap = gr.Checkbox(value=d.swap, label="Swap axes (blocks across)", elem_id=f"{prefix}_swap")
+        with gr.Column(visible=False, elem_id=f"{prefix}_xy_box") as xy_box:
+            axes = []
+            for axis in ("x", "y", "z"):
+                with gr.Row():
+                    kind = gr.Dropdown(choices=axis_labels, value=getattr(d, f"{axis}_type"),
+                                       label=f"Plot {axis.upper()} type", elem_id=f"{prefix}_{axis}_type")
+                    values = gr.Textbox(value=getattr(d, f"{axis}_values"), label=f"Plot {axis.upper()} values",
+                                        placeholder="0,0.5,1 | OUT01, IN04-OUT02 | 1234, 1235 | \"1,0,...\" or one list per line",
+                                        elem_id=f"{prefix}_{axis}_values")
+                axes += [kind, values]
+        layout = gr.Radio(choices=list(LAYOUT_CHOICES), value=d.layout,
+                          label="LoRA layout of the plot (auto: 12 on SDXL, 17 on SD1/SD2)", elem_id=f"{prefix}_plot_layout")
+
+    def show(label: str) -> list:
+        m = Mode.parse(label)
+        return [gr.update(visible=m is not Mode.OFF), gr.update(visible=m is Mode.ANALYZER),
+                gr.update(visible=m is Mode.XY)]
+
+    mode.change(fn=show, inputs=[mode], outputs=[box, analyzer_box, xy_box])
+    return [mode, rng, blocks, seeds, threshold, colour, swap, *axes, layout]
+
+
+def build_lbw_inputs(files: Files, *, tab: str) -> list:
+    """Build the accordion in the current Blocks context; return the script's inputs: the enabled
+    checkbox, then the plot settings in `lib_merge.webui.lbw_plot.FIELDS` order."""
     prefix = f"blockmerge_lbw_{tab}"
     with gr.Accordion("LoRA Block Weight", open=False, elem_id=f"{prefix}_accordion"):
         enabled = gr.Checkbox(value=True, label="Apply LoRA block weights from lbw=/lbwe=/start=/stop= in tags",
                               elem_id=f"{prefix}_enabled")
         gr.Markdown(HELP)
+        plot = _plot_inputs(prefix)
         with gr.Tab("Presets"):
             lbw_text = gr.Textbox(value=files.read_lbw, lines=10, max_lines=40, show_label=True,
                                   label="LoRA block-weight presets file", elem_id=f"{prefix}_presets")
@@ -132,4 +190,4 @@ def build_lbw_accordion(files: Files, *, tab: str) -> gr.Checkbox:
     make.click(fn=_safe(_make, gr.update()), inputs=[count, name, *sliders], outputs=[line, maker_status])
     add.click(fn=_safe(_add, gr.update()), inputs=[lbw_text, line], outputs=[lbw_text, maker_status])
     check.click(fn=_safe(_check), inputs=[tag, arch], outputs=[report])
-    return enabled
+    return [enabled, *plot]

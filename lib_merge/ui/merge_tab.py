@@ -21,6 +21,7 @@ from .events import Handlers
 from .form import UI_FIELDS, FormValues
 from .host import Host
 from .state import TabState
+from .xy_panel import render_xy_panel
 
 # Reads the txt2img tab's fields (javascript/blockmerge.js) into the first input of "Merge and generate".
 READ_TXT2IMG = ("(...args) => { const f = window.blockmergeTxt2imgSettings; "
@@ -65,6 +66,7 @@ def render_merge_tab(host: Host, state: TabState | None = None) -> MergeTab:
         with gr.Column(scale=2):
             _results(ui, h)
     ui.w["gen_json"] = gr.Textbox("{}", visible=False, label="txt2img settings (JSON)")
+    render_xy_panel(ui, h, READ_TXT2IMG)  # the merge XY plot, full width under the tab (xy_panel.py)
     _wire(ui, h)
     return ui
 

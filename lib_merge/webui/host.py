@@ -69,6 +69,11 @@ class WebuiHost:
         from .generate import generate
         return generate(settings_, progress, self._adapter.loaded_label())
 
+    def save_grid(self, image, info: str):
+        """Save an XY grid where the webui saves grids (and only if its "Save grids" option is on)."""
+        from .xyz_merge import save_grid
+        return save_grid(image, info)
+
     def interrupt(self) -> None:
         """Stop a running generation, as the webui's own Interrupt button does (not part of the protocol)."""
         from modules import shared

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Sequence
 
 from ..arch.blocks import Architecture
 from ..errors import MergeError
@@ -126,24 +126,36 @@ class Runtime:
         self._last_te = state
 
     # ---- Script hooks ---------------------------------------------------------------------------
-    def process(self, p: Any, enabled: bool) -> None:
+    def process(self, p: Any, enabled: bool, plot_args: Sequence[Any] = ()) -> None:
+        """`plot_args`: the script's args after `enabled` (lbw_plot.PlotArgs, positional)."""
         from modules import shared
+        from . import analyzer_run
         from .checkpoints import arch_of_model
+        from .lbw_plot import from_args
         self.applier.restore(p)
+        job = Job(id(p), bool(enabled))
+        setattr(p, ATTR, job)
+        if enabled or analyzer_run.has_placeholder(p):
+            job.arch = arch_of_model(shared.sd_model)
+            try:
+                job.presets, job.presets_key = self.presets()
+            except MergeError as e:  # a broken presets file only matters to prompts that use our tags
+                job.presets_error = str(e)
+        try:  # lbw=XYZ first: the plot's (or the X/Y/Z axis's) weights for this render
+            elements = analyzer_run.prepare(p, bool(enabled), from_args(plot_args), job.arch,
+                                            None if job.presets_error else job.presets)
+            if elements:
+                job.presets = analyzer_run.elements_book(job.presets, elements)
+                job.presets_key = (job.presets_key, elements)
+        except MergeError as e:
+            raise self.fail(p, str(e)) from None
         prompts = list(getattr(p, "all_prompts", None) or [p.prompt if isinstance(p.prompt, str) else ""])
         prompts += list(getattr(p, "all_hr_prompts", None) or [])
         texts = lbw_tags.tags_in_prompts(prompts)
-        job = Job(id(p), bool(enabled))
-        setattr(p, ATTR, job)
         if not enabled:
             if texts:
                 p.extra_generation_params["LBW"] = "off"
             return
-        job.arch = arch_of_model(shared.sd_model)
-        try:
-            job.presets, job.presets_key = self.presets()
-        except MergeError as e:  # a broken presets file only matters to prompts that use our tags
-            job.presets_error = str(e)
         try:
             if texts and job.presets_error:
                 raise MergeError(job.presets_error)
@@ -189,6 +201,12 @@ class Runtime:
 
     def after_batch(self, p: Any) -> None:
         self.applier.restore(p)
+
+    def postprocess(self, p: Any, processed: Any) -> None:
+        """The generation is done: put the originals back, then render a plot it started, if any."""
+        from . import analyzer_run
+        self.applier.restore(p)
+        analyzer_run.finish(p, processed)
 
     # ---- callbacks ------------------------------------------------------------------------------
     def on_cfg_denoiser(self, params: Any) -> None:

@@ -1,8 +1,9 @@
 """The AlwaysVisible `Script` of the LoRA block-weight feature: every hook is one call to the runtime.
 
 Defined here, in a real package module, and imported by `scripts/lora_block_weight.py`, where the
-webui finds and registers it. Its one argument is the "enabled" checkbox (on by default), so an API
-call that only sends a prompt with `lbw=` tags gets block weights.
+webui finds and registers it. Its first argument is the "enabled" checkbox (on by default), so an API
+call that only sends a prompt with `lbw=` tags gets block weights; the plot's arguments follow, in
+the order `lbw_plot.FIELDS` documents (mode, range, blocks, ...), each optional.
 """
 from __future__ import annotations
 
@@ -34,14 +35,16 @@ class LoraBlockWeightScript(scripts.Script):
         return scripts.AlwaysVisible
 
     def ui(self, is_img2img: bool) -> list:
-        from ..ui.lbw_accordion import build_lbw_accordion
-        enabled = build_lbw_accordion(preset_files(), tab="img2img" if is_img2img else "txt2img")
-        self.infotext_fields = [(enabled, _enabled_from_infotext)]
-        self.paste_field_names = ["LBW"]
-        return [enabled]
+        from ..ui.lbw_accordion import build_lbw_inputs
+        from .lbw_plot import INFOTEXT
+        inputs = build_lbw_inputs(preset_files(), tab="img2img" if is_img2img else "txt2img")
+        enabled, *plot = inputs
+        self.infotext_fields = [(enabled, _enabled_from_infotext), *_plot_infotext_fields(plot)]
+        self.paste_field_names = ["LBW", *INFOTEXT.values()]
+        return inputs
 
     def process(self, p: Any, enabled: bool = True, *args: Any) -> None:
-        runtime().process(p, enabled)
+        runtime().process(p, enabled, args)
 
     def before_process_batch(self, p: Any, enabled: bool = True, *args: Any, **kwargs: Any) -> None:
         runtime().before_process_batch(p)
@@ -59,4 +62,21 @@ class LoraBlockWeightScript(scripts.Script):
         runtime().after_batch(p)
 
     def postprocess(self, p: Any, processed: Any, enabled: bool = True, *args: Any) -> None:
-        runtime().after_batch(p)
+        runtime().postprocess(p, processed)
+
+
+def _plot_infotext_fields(components: list) -> list:
+    """Pasting a plot's grid restores the plot; pasting any other image turns the plot off."""
+    from ..errors import MergeError
+    from .lbw_plot import FIELDS, INFOTEXT, Mode
+
+    def mode_of(params: dict) -> str:
+        try:
+            return Mode.parse(params.get(INFOTEXT["mode"], "off")).label
+        except MergeError:  # a hand-edited infotext must not break pasting
+            return Mode.OFF.label
+
+    out: list = []
+    for name, component in zip(FIELDS, components):
+        out.append((component, mode_of if name == "mode" else INFOTEXT[name]))
+    return out

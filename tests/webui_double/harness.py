@@ -117,10 +117,35 @@ class Webui:
                                    if d.path.endswith("lora_block_weight.py"))
         return self._lbw_class
 
-    def txt2img(self, prompt: str, *, enabled: bool = True, script: bool = True, **kw: Any) -> Any:
+    def use_pictures(self) -> None:
+        """Images become PIL pictures of the block strengths the model computed with (processing.picture)."""
+        self.processing.picture_images = True
+        self.processing.rendered.clear()
+
+    def start_ui(self) -> None:
+        """Startup as initialize_rest() and create_ui() do it: the webui's own scripts (xyz_grid.py)
+        first, then the extension's, then on_before_ui."""
+        from tests.webui_double.xyz import load_xyz
+        load_xyz(self)
+        self.load_scripts()
+        self._lbw_class = [d.script_class for d in self.scripts.scripts_data
+                           if d.path.endswith("lora_block_weight.py")][-1]
+        self.script_callbacks.before_ui_callback()
+
+    def reload_ui(self) -> None:
+        """Settings > Reload UI: callbacks cleared, every script file runs again as a fresh module."""
+        self.script_callbacks.script_unloaded_callback()
+        self.script_callbacks.clear_callbacks()
+        self.scripts.scripts_data.clear()
+        importlib.import_module("lora_script").install()
+        self.start_ui()
+
+    def txt2img(self, prompt: str, *, enabled: bool = True, script: bool = True, lbw_args: Any = None,
+                **kw: Any) -> Any:
+        """`lbw_args`: the LoRA block-weight script's args after `enabled` (plot settings)."""
         p = self.processing.StableDiffusionProcessingTxt2Img(prompt=prompt, **kw)
         if script:
-            runner, args = self.scripts.runner_with(self.lbw_class(), [enabled])
+            runner, args = self.scripts.runner_with(self.lbw_class(), [enabled, *(lbw_args or [])])
             p.scripts, p.script_args = runner, args
         self.shared.state.begin(job="test")
         try:

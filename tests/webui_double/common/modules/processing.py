@@ -14,8 +14,13 @@ The sampler calls the denoiser once per step (twice for second-order samplers, e
 step); `state.sampling_step` is set by the sampler callback after a step ends, as in k-diffusion.
 Every UNet evaluation records the weights the model computes with (`p.unet_snapshots`), every
 text-encoder run the weights of the encoder (`p.te_snapshots`), so tests read effective strengths.
+
+Images are the strings "image n.i" unless `picture_images` is on: then each image is a PIL picture
+of what the model computed with (see `picture`), so a render's pixels depend on the LoRA strength
+each block really got, and `rendered` lists every picture made.
 """
 import importlib.util
+import re
 from dataclasses import dataclass, field, fields
 
 from modules import extra_networks, script_callbacks, sd_models, shared
@@ -23,6 +28,8 @@ from modules.shared import opts, state
 
 FORGE = importlib.util.find_spec("modules_forge") is not None
 need_global_unload = False
+picture_images = False  # the harness turns it on (Webui.use_pictures); off: "image n.i" strings
+rendered = []  # with pictures: {"prompt", "seed", "bands": {block: (rows, changed columns)}} per image
 
 
 class InterruptedException(BaseException):
@@ -283,11 +290,114 @@ class Processed:
         self.infotexts = [info] * len(images_list)
         self.comments = "".join(f"{c}\n" for c in p.comments)
         self.extra_generation_params = p.extra_generation_params
+        self.prompt = p.prompt
+        self.seed = p.seed
+        self.all_prompts = list(getattr(p, "all_prompts", None) or [])
+        self.all_seeds = list(getattr(p, "all_seeds", None) or [])
+        self.all_subseeds = list(getattr(p, "all_subseeds", None) or [])
+        self.index_of_first_image = 0
 
 
-def create_infotext(p):
-    extra = ", ".join(f"{k}: {v}" for k, v in p.extra_generation_params.items())
-    return f"{p.prompt}\nSteps: {p.steps}, Sampler: {p.sampler_name}" + (f", {extra}" if extra else "")
+def create_infotext(p, all_prompts=None, all_seeds=None, all_subseeds=None, comments=None, iteration=0,
+                    position_in_batch=0, use_main_prompt=False, index=None, all_negative_prompts=None):
+    """The webui's signature; called with `p` alone it gives the short form the tests compare."""
+    if all_prompts is None:
+        extra = ", ".join(f"{k}: {v}" for k, v in p.extra_generation_params.items())
+        return f"{p.prompt}\nSteps: {p.steps}, Sampler: {p.sampler_name}" + (f", {extra}" if extra else "")
+    extra = ", ".join(f"{k}: {quote(v)}" for k, v in p.extra_generation_params.items())
+    if index is None:
+        index = 0 if use_main_prompt else position_in_batch + iteration * p.batch_size
+    return (f"{all_prompts[index]}\nSteps: {p.steps}, Sampler: {p.sampler_name}, Seed: {all_seeds[index]}"
+            + (f", {extra}" if extra else ""))
+
+
+def quote(text):
+    """infotext_utils.quote: values with a comma, colon or newline are JSON-quoted."""
+    import json
+    if "," not in str(text) and "\n" not in str(text) and ":" not in str(text):
+        return text
+    return json.dumps(text, ensure_ascii=False)
+
+
+# ---- pictures: what the model computed with, made visible --------------------------------------------
+BLOCK_ORDER = ["BASE", *(f"IN{i:02d}" for i in range(12)), "M00", *(f"OUT{i:02d}" for i in range(12))]
+PICTURE_GAIN = 1.0  # share of a band's columns that light up per unit of relative weight change
+PICTURE_LIFT = 100  # how much a lit column is brighter (every channel)
+
+
+def _block_of(name):
+    n = name.replace(".", "_")
+    m = re.search(r"input_blocks_(\d+)_", n)
+    if m:
+        return f"IN{int(m.group(1)):02d}"
+    if "middle_block_" in n:
+        return "M00"
+    m = re.search(r"output_blocks_(\d+)_", n)
+    if m:
+        return f"OUT{int(m.group(1)):02d}"
+    return None
+
+
+def _originals(kind):
+    """Each layer's weight without LoRA, from where the webui keeps it: A1111's per-layer
+    `network_weights_backup`, Forge's `LoraLoader.backup`; a layer without one has never been changed."""
+    sd = shared.sd_model
+    if FORGE:
+        patcher = sd.forge_objects.unet if kind == "unet" else sd.forge_objects.clip.patcher
+        backup = patcher.model.lora_loader.backup
+        return lambda name: backup.get(name)
+    mapping = getattr(sd, "network_layer_mapping", {})
+
+    def find(name):
+        b = getattr(mapping.get(name), "network_weights_backup", None)
+        return b[0] if isinstance(b, tuple) else b
+    return find
+
+
+def _relative_change(snapshot, kind, block_of):
+    """{block: |W - W0| / |W0|} over the layers of each block."""
+    original = _originals(kind)
+    num, den = {}, {}
+    for name, w in snapshot.items():
+        block = block_of(name)
+        if block is None:
+            continue
+        w0 = original(name)
+        w = w.double()
+        w0 = w if w0 is None else w0.double().reshape(w.shape)
+        num[block] = num.get(block, 0.0) + float(((w - w0) ** 2).sum())
+        den[block] = den.get(block, 0.0) + float((w0 ** 2).sum())
+    return {b: (num[b] / den[b]) ** 0.5 if den[b] else 0.0 for b in num}
+
+
+def picture(p, i):
+    """A p.width x p.height picture: one horizontal band per block the model has (BASE for the text
+    encoder, then IN.., M00, OUT..). A band's first columns are lit in proportion to how far that
+    block's weights are from the model's own (min(1, relative change)); the rest is a pattern
+    of the image's seed. So a LoRA block at 0 leaves its band dark, and two renders differ exactly
+    in the columns their block strengths light differently."""
+    import numpy as np
+    from PIL import Image
+    seed = int(p.seeds[i] if p.seeds else p.all_seeds[0])
+    rel = {}
+    if p.unet_snapshots:
+        rel.update(_relative_change(p.unet_snapshots[-1][2], "unet", _block_of))
+    if p.te_snapshots:
+        rel.update(_relative_change(p.te_snapshots[-1][1], "te", lambda name: "BASE"))
+    blocks = [b for b in BLOCK_ORDER if b in rel]
+    h, w = int(p.height), int(p.width)
+    x = np.arange(w)
+    img = np.zeros((h, w, 3), dtype=np.int32)
+    bands = {}
+    for k, (block, rows) in enumerate(zip(blocks, np.array_split(np.arange(h), len(blocks)))):
+        v = (seed * 7 + k * 37 + x * 5) % 96 + 16
+        lit = int(round(w * min(1.0, PICTURE_GAIN * rel[block])))
+        for c, shift in enumerate((0, 32, 64)):
+            row = (v + shift) % 96 + 16 + np.where(x < lit, PICTURE_LIFT, 0)
+            img[rows[0]:rows[-1] + 1, :, c] = row
+        bands[block] = (len(rows), lit)
+    rendered.append({"prompt": p.all_prompts[p.iteration * p.batch_size + i], "seed": seed, "bands": bands})
+    return Image.fromarray(img.astype(np.uint8), "RGB")
 
 
 def manage_model_and_prompt_cache(p):
@@ -320,6 +430,8 @@ def process_images_inner(p):
     images = []
     for n in range(p.n_iter):
         p.iteration = n
+        if state.skipped:
+            state.skipped = False
         if state.interrupted or state.stopping_generation:
             break
         sd = p.sd_model
@@ -342,7 +454,7 @@ def process_images_inner(p):
             p.scripts.process_batch(p, batch_number=n, prompts=p.prompts, seeds=p.seeds, subseeds=p.subseeds)
         p.setup_conds()
         p.sample()
-        batch_images = [f"image {n}.{i}" for i in range(p.batch_size)]
+        batch_images = [picture(p, i) if picture_images else f"image {n}.{i}" for i in range(p.batch_size)]
         if p.scripts is not None:
             p.scripts.postprocess_batch(p, batch_images, batch_number=n)
         images += batch_images

@@ -104,5 +104,9 @@ def on_infotext_pasted(callback, *, name=None):
     add_callback(callback_map["callbacks_infotext_pasted"], callback, name=name, category="infotext_pasted")
 
 
+def before_ui_callback():
+    _run("callbacks_before_ui")
+
+
 def on_before_ui(callback, *, name=None):
     add_callback(callback_map["callbacks_before_ui"], callback, name=name, category="before_ui")

@@ -48,6 +48,7 @@ opts = Options({
     "persistent_cond_cache": True, "outdir_samples": "", "outdir_txt2img_samples": "out/txt2img",
     "outdir_grids": "", "outdir_txt2img_grids": "out/grids", "hires_fix_use_firstpass_conds": False,
     "sd_lora": "None", "lora_add_hashes_to_infotext": True, "extra_networks_default_multiplier": 1.0,
+    "grid_save": True, "grid_format": "png", "samples_format": "png",
 })
 cmd_opts = types.SimpleNamespace(ckpt_dir=None, data_dir=paths_internal.data_path, lora_dir=None, ckpt=None)
 
@@ -63,6 +64,7 @@ class State:
         self.sampling_step = 0
         self.sampling_steps = 0
         self.begun = 0
+        self.textinfo = None
 
     def begin(self, job="(unknown)"):
         self.interrupted = self.skipped = self.stopping_generation = False
@@ -75,6 +77,12 @@ class State:
 
     def interrupt(self):
         self.interrupted = True
+
+    def skip(self):
+        self.skipped = True
+
+    def stop_generating(self):
+        self.stopping_generation = True
 
     def nextjob(self):
         self.job_no += 1
