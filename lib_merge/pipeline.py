@@ -131,15 +131,17 @@ def _drop(sources: list[ModelSource], job: Job) -> None:
 
 
 def memory_is_tight(sources: list[ModelSource], out_bytes: int) -> bool:
-    """Inputs and output will not all fit in the page cache: the kernel would evict input pages
-    anyway, by scanning; dropping each range right after reading it is cheaper (Linux only)."""
+    """Inputs and output cannot all stay in the page cache together: the kernel would evict input
+    pages anyway, by scanning while the output is written; dropping each range right after reading
+    it is cheaper (Linux only). Measured against total RAM, not MemAvailable, which counts the
+    reclaimable cache as free and so says "fits" exactly when the cache is full of other files."""
     try:
         with open("/proc/meminfo") as f:
-            avail = next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:"))
+            total = next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemTotal:"))
     except (OSError, StopIteration, ValueError):
         return False
     need = out_bytes + sum(os.path.getsize(s.path) for s in sources if isinstance(s, SafetensorsReader))
-    return need > avail
+    return need > total // 2  # the other half: the webui, its model, the rest of the system
 
 
 class _Pool:
