@@ -218,6 +218,8 @@ def test_bake_metadata_records_recipe_and_seed(tmp_path, ckpts):
     recipe = json.loads(meta["sd_merge_recipe"])
     assert recipe["kind"] == "lora_bake" and recipe["loras"][0]["seed"] == 42
     assert "seed=42" in recipe["loras"][0]["tag"] and len(json.loads(meta["sd_merge_models"])) == 2
+    assert recipe["loras"][0]["tag"].startswith("l.safetensors:")  # the file's name, not the local path
+    assert str(tmp_path) not in meta["sd_merge_recipe"]
 
 
 def test_merged_lora_bakes_the_same_as_its_parts(tmp_path, ckpts):

@@ -5,6 +5,8 @@ and the webui's per-module strengths, so all three agree.
 """
 from __future__ import annotations
 
+import dataclasses
+import os
 import random
 from dataclasses import dataclass
 from typing import Iterable, Mapping
@@ -49,7 +51,9 @@ class BlockRatios:
 
     def record(self) -> dict:
         """What a written file's recipe keeps about this LoRA."""
-        return {"tag": format_tag(self.tag, brackets=False), "te": self.tag.te, "unet": self.tag.unet,
+        # the file's name, not the user's local path: metadata travels with the model
+        tag = dataclasses.replace(self.tag, name=os.path.basename(self.tag.name))
+        return {"tag": format_tag(tag, brackets=False), "te": self.tag.te, "unet": self.tag.unet,
                 "blocks": dict(self.blocks), "seed": self.seed}
 
 
