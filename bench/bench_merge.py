@@ -115,14 +115,14 @@ def generate(arch: str, seed: int, path: str) -> None:
     os.replace(tmp, path)
 
 
-def input_paths(workdir: str, arch: str) -> list[str]:
-    return [os.path.join(workdir, f"{arch}_{m}.safetensors") for m in "ABC"]
+def input_paths(workdir: str, arch: str, names: str = "ABC") -> list[str]:
+    return [os.path.join(workdir, f"{arch}_{m}.safetensors") for m in names]
 
 
-def ensure_inputs(workdir: str, arch: str, jobs: int) -> tuple[float, list[str]]:
+def ensure_inputs(workdir: str, arch: str, jobs: int, names: str = "ABC") -> tuple[float, list[str]]:
     """Generate what is missing (up to `jobs` files at once); returns (seconds, generated names)."""
     todo = []
-    for seed, path in enumerate(input_paths(workdir, arch), 1):
+    for seed, path in enumerate(input_paths(workdir, arch, names), 1):
         want = expected_size(arch, seed)
         if os.path.exists(path) and os.path.getsize(path) == want:
             continue
