@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import shutil
+
 import pytest
 import torch
 
@@ -30,3 +32,19 @@ def sdxl_models(tmp_path_factory):
     d = tmp_path_factory.mktemp("sdxl")
     return [str(write_checkpoint(d / f"{n}.safetensors", "sdxl", seed=10 + i) and d / f"{n}.safetensors")
             for i, n in enumerate("ABC")]
+
+
+@pytest.fixture
+def models(tmp_path, sd1_models):
+    """A models folder with the tiny SD1 checkpoints A, B, C (UI tests; some files narrow it)."""
+    d = tmp_path / "models"
+    d.mkdir()
+    for p in sd1_models:
+        shutil.copy(p, d)
+    return d
+
+
+@pytest.fixture
+def host(models):
+    from lib_merge.ui.standalone import StandaloneHost  # imported here: the core tests need no UI
+    return StandaloneHost(str(models))

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 
 import pytest
 import torch
@@ -40,20 +39,6 @@ class WebuiLikeHost(StandaloneHost):
         if progress:
             progress(1, 1, "sampling")
         return Generated(images=["img1", "img2"], infotext="Steps: 3")
-
-
-@pytest.fixture
-def models(tmp_path, sd1_models):
-    d = tmp_path / "models"
-    d.mkdir()
-    for p in sd1_models:
-        shutil.copy(p, d)
-    return d
-
-
-@pytest.fixture
-def host(models):
-    return StandaloneHost(str(models))
 
 
 @pytest.fixture

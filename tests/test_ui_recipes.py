@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 
 import pytest
 
@@ -11,23 +10,8 @@ from lib_merge.io.safetensors_io import read_header, save_tensors
 from lib_merge.ui import actions
 from lib_merge.ui.form import FormValues
 from lib_merge.ui.recipes import form_from_history, form_from_recipe, recipe_from_file
-from lib_merge.ui.standalone import StandaloneHost
 from lib_merge.ui.state import TabState
 from tests.synth import state_dict
-
-
-@pytest.fixture
-def models(tmp_path, sd1_models):
-    d = tmp_path / "models"
-    d.mkdir()
-    for p in sd1_models:
-        shutil.copy(p, d)
-    return d
-
-
-@pytest.fixture
-def host(models):
-    return StandaloneHost(str(models))
 
 
 def test_file_recipe_round_trips_into_the_form(host, tmp_path, models):
