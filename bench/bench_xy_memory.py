@@ -119,7 +119,7 @@ class BenchHost:
 
 def run(args) -> int:
     import torch
-    from lib_merge.engine import merge as engine_merge
+    from lib_merge.merge.engine import merge as engine_merge
     from lib_merge.ui.form import FormValues
     from lib_merge.ui.host import GenSettings
     from lib_merge.ui.state import TabState

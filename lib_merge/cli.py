@@ -5,44 +5,18 @@ Every user mistake is a MergeError: printed as one line on stderr, exit status 2
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import logging
 import os
 import sys
-from typing import Callable, Iterator, Sequence
+from typing import Sequence
 
 from . import __version__
+from .cli_support import tqdm_progress
 from .errors import MergeError, ParseError
 
 EXIT_USER = 2
 EXIT_CANCEL = 130
-
-
-@contextlib.contextmanager
-def tqdm_progress(quiet: bool) -> Iterator[Callable[[int, int, str], None] | None]:
-    """A progress callback drawing tqdm bars, one per phase; None when quiet."""
-    if quiet:
-        yield None
-        return
-    from tqdm import tqdm
-
-    bars: dict[str, tqdm] = {}
-
-    def cb(done: int, total: int, what: str) -> None:
-        bar = bars.get(what)
-        if bar is None:
-            for b in bars.values():
-                b.close()
-            unit = dict(unit="B", unit_scale=True, unit_divisor=1024) if what == "merging" else {}
-            bar = bars[what] = tqdm(total=total, desc=what, leave=False, **unit)
-        bar.update(done - bar.n)
-
-    try:
-        yield cb
-    finally:
-        for b in bars.values():
-            b.close()
 
 
 def _text_or_file(value: str | None) -> str:
@@ -57,7 +31,7 @@ def _text_or_file(value: str | None) -> str:
 
 
 def _parse_range(text: str) -> tuple[float, float]:
-    from .weights import number
+    from .merge.weights import number
     parts = text.split(",")
     if len(parts) != 2:
         raise ParseError(f"--x-range {text!r} needs two numbers", "write LOW,HIGH such as 0,1")
@@ -66,9 +40,9 @@ def _parse_range(text: str) -> tuple[float, float]:
 
 
 def cmd_merge(args: argparse.Namespace) -> int:
-    from .engine import merge
+    from .merge.engine import merge
     from .io.hashing import HashCache
-    from .recipe import Recipe
+    from .merge.recipe import Recipe
 
     if args.calc == "self" and len(args.models) > 1:
         raise MergeError("--calc self uses model A only", "drop models B and C")
@@ -106,7 +80,7 @@ def _merge_ckpt(recipe, args, progress, cache):
     """Legacy .ckpt output, on explicit request only: merged in memory, then pickled atomically."""
     import torch
 
-    from .engine import merge
+    from .merge.engine import merge
     from .io.atomic import atomic_write, check_output
     if not args.output.lower().endswith(".ckpt"):
         raise MergeError(f"--ckpt output {args.output} does not end in .ckpt", "name it NAME.ckpt")
@@ -120,7 +94,7 @@ def _merge_ckpt(recipe, args, progress, cache):
 
 def cmd_inspect(args: argparse.Namespace) -> int:
     from .errors import ArchitectureError
-    from .inspect import describe
+    from .merge.inspect import describe
     try:
         report = describe(args.file)
     except ArchitectureError as e:
@@ -135,14 +109,14 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report, indent=2))
     else:
-        from .inspect import format_report
+        from .merge.inspect import format_report
         print(format_report(report))
     return 0
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
     from .io.hashing import HashCache
-    from .replay import replay
+    from .merge.replay import replay
     cache = HashCache(args.hash_cache) if args.hash_cache else HashCache()
     with tqdm_progress(args.quiet) as progress:
         result = replay(args.merged, args.output, models_dir=args.models_dir, overwrite=args.overwrite,
@@ -154,8 +128,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 def cmd_presets(args: argparse.Namespace) -> int:
     from .arch import ARCHITECTURES
-    from .presets import PresetBook
-    from .weights import parse_block_weights
+    from .merge.presets import PresetBook
+    from .merge.weights import parse_block_weights
     book = PresetBook.from_file(args.presets)
     arch = ARCHITECTURES[args.arch]
     for name in book.names():

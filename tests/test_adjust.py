@@ -6,7 +6,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lib_merge.adjust import KEYS, Adjust, parse_adjust
+from lib_merge.merge.adjust import KEYS, Adjust, parse_adjust
 from lib_merge.arch import layouts as L
 from lib_merge.errors import MergeError, ParseError
 

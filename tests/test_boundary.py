@@ -7,8 +7,8 @@ import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-CORE = ["lib_merge", "lib_merge.cli", "lib_merge.engine", "lib_merge.plan", "lib_merge.replay",
-        "lib_merge.inspect", "lib_merge.methods", "lib_merge.arch", "lib_merge.io"]
+CORE = ["lib_merge", "lib_merge.cli", "lib_merge.merge.engine", "lib_merge.merge.plan", "lib_merge.merge.replay",
+        "lib_merge.merge.inspect", "lib_merge.methods", "lib_merge.arch", "lib_merge.io"]
 
 
 def test_core_leaves_webui_and_gradio_out():

@@ -12,9 +12,9 @@ from hypothesis import strategies as st
 
 from lib_merge.arch import SD1, SDXL
 from lib_merge.arch import layouts as L
-from lib_merge.elemental import Elemental, parse_elemental, parse_selection
+from lib_merge.merge.elemental import Elemental, parse_elemental, parse_selection
 from lib_merge.errors import MergeError, ParseError
-from lib_merge.weights import RandomSpec
+from lib_merge.merge.weights import RandomSpec
 
 U = "model.diffusion_model."
 BLOCKS26 = ["BASE", *(f"IN{i:02d}" for i in range(12)), "M00", *(f"OUT{i:02d}" for i in range(12))]

@@ -13,11 +13,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from lib_merge import pipeline
-from lib_merge.engine import CancelToken, merge
+from lib_merge.merge import pipeline
+from lib_merge.merge.engine import CancelToken, merge
 from lib_merge.errors import ArchitectureError, Cancelled, OutputError
 from lib_merge.io.safetensors_io import save_tensors
-from lib_merge.recipe import Recipe
+from lib_merge.merge.recipe import Recipe
 from tests.synth import state_dict, write_checkpoint
 from tests.test_arch import expected_block
 

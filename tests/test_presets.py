@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 
 from lib_merge.arch import SD1, SDXL
 from lib_merge.errors import MergeError, ParseError
-from lib_merge.presets import PresetBook, builtin, builtin_names, format_preset_text, parse_preset_text
-from lib_merge.weights import parse_block_weights
+from lib_merge.merge.presets import PresetBook, builtin, builtin_names, format_preset_text, parse_preset_text
+from lib_merge.merge.weights import parse_block_weights
 
 # a user's presets file in the format the incumbents use (header line, tab or colon, comments)
 USER_FILE = """\

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from lib_merge.errors import Cancelled, MergeError
-from lib_merge.inspect import describe
+from lib_merge.merge.inspect import describe
 from lib_merge.ui import actions
 from lib_merge.ui.form import FormValues
 from lib_merge.ui.host import Generated, GenSettings

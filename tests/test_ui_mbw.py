@@ -7,9 +7,9 @@ from hypothesis import strategies as st
 
 from lib_merge.arch import SD1, SDXL
 from lib_merge.errors import MergeError, ParseError
-from lib_merge.presets import PresetBook
+from lib_merge.merge.presets import PresetBook
 from lib_merge.ui import mbw
-from lib_merge.weights import tokens_for
+from lib_merge.merge.weights import tokens_for
 
 IDX = {b: i for i, b in enumerate(mbw.SLIDER_BLOCKS)}
 SDXL_ONLY_HIDDEN = {"IN09", "IN10", "IN11", "OUT09", "OUT10", "OUT11"}

@@ -16,9 +16,9 @@ import torch
 from PIL import Image
 
 from lib_merge.arch import SD1
-from lib_merge.engine import CancelToken, MergeResult, merge
+from lib_merge.merge.engine import CancelToken, MergeResult, merge
 from lib_merge.errors import Cancelled, MergeError, ParseError
-from lib_merge.recipe import Recipe
+from lib_merge.merge.recipe import Recipe
 from lib_merge.ui.form import FormValues
 from lib_merge.ui.host import Generated, GenSettings
 from lib_merge.ui.state import TabState

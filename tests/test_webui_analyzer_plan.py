@@ -6,7 +6,7 @@ import pytest
 from lib_merge.arch.blocks import SD1, SDXL
 from lib_merge.errors import ParseError
 from lib_merge.lora.presets import PresetBook
-from lib_merge.webui.lbw_plot import (DEFAULTS, FIELDS, Mode, PlotArgs, apply_override, build_plot, from_args,
+from lib_merge.xy.lbw_plot import (DEFAULTS, FIELDS, Mode, PlotArgs, apply_override, build_plot, from_args,
                                       infotext, layout_for, resolve_value, split_xyz_values)
 from lib_merge.xy import LoraSettings
 

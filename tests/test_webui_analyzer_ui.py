@@ -8,7 +8,7 @@ import pytest
 
 gr = pytest.importorskip("gradio")
 
-from lib_merge.webui.lbw_plot import DEFAULTS, FIELDS, INFOTEXT, Mode  # noqa: E402
+from lib_merge.xy.lbw_plot import DEFAULTS, FIELDS, INFOTEXT, Mode  # noqa: E402
 from tests.test_webui_ui import Files  # noqa: E402
 from tests.webui_double.fixtures import a1111_fixture, forge_fixture, webui_fixture  # noqa: F401,E402  (fixtures)
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lib_merge.engine import merge
+from lib_merge.merge.engine import merge
 from lib_merge.errors import ArchitectureError, ModelFileError
-from lib_merge.recipe import Recipe
+from lib_merge.merge.recipe import Recipe
 from lib_merge.ui.host import GenSettings
 from tests.webui_double.fixtures import a1111_fixture, forge_fixture, webui_fixture  # noqa: F401  (fixtures)
 

@@ -55,7 +55,7 @@ def test_preset_line():
 
 
 def test_script_ui_gives_enable_then_the_plot_arguments_and_reads_infotext(webui):
-    from lib_merge.webui.lbw_plot import FIELDS
+    from lib_merge.xy.lbw_plot import FIELDS
     cls = webui.lbw_class()
     s = cls()
     with gr.Blocks():

@@ -56,8 +56,8 @@ def live(w) -> dict[str, torch.Tensor]:
 
 def mix(w, alpha, **kw):
     """KEY of the tab's merge of A and B at this alpha (the engine's own arithmetic)."""
-    from lib_merge.engine import merge
-    from lib_merge.recipe import Recipe
+    from lib_merge.merge.engine import merge
+    from lib_merge.merge.recipe import Recipe
     paths = tuple(w.sd_models.get_closet_checkpoint_match(n).filename for n in ("A.safetensors", "B.safetensors"))
     return merge(Recipe(models=paths, alpha=alpha, **kw), None, hash_models=False).state_dict[KEY]
 
@@ -178,7 +178,7 @@ def test_save_grid_goes_through_the_webuis_grid_saving(webui, monkeypatch):
                                  or (os.path.join(path, basename + ".png"), None))
     monkeypatch.setitem(sys.modules, "modules.images", stub)
     monkeypatch.setattr(sys.modules["modules"], "images", stub, raising=False)
-    from lib_merge.webui.xyz_merge import save_grid
+    from lib_merge.webui.grids import save_grid
     img = Image.new("RGB", (4, 4))
     assert save_grid(img, "recipe") == os.path.join("out/grids", "blockmerge_xy.png")
     assert saved[0][0] == "out/grids" and saved[0][2]["grid"] is True and saved[0][2]["info"] == "recipe"

@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 
 from lib_merge.arch import SD1, SD2, SDXL
 from lib_merge.errors import MergeError, ParseError
-from lib_merge.presets import PresetBook
-from lib_merge.weights import RandomSpec, number, parse_block_weights, uses_random
+from lib_merge.merge.presets import PresetBook
+from lib_merge.merge.weights import RandomSpec, number, parse_block_weights, uses_random
 
 BLOCKS26 = ["BASE", *(f"IN{i:02d}" for i in range(12)), "M00", *(f"OUT{i:02d}" for i in range(12))]
 BLOCKS20 = ["BASE", *(f"IN{i:02d}" for i in range(9)), "M00", *(f"OUT{i:02d}" for i in range(9))]

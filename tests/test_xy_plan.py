@@ -9,7 +9,7 @@ from hypothesis import given, settings, strategies as st
 
 from lib_merge.arch.blocks import SDXL
 from lib_merge.errors import ParseError
-from lib_merge.recipe import Recipe
+from lib_merge.merge.recipe import Recipe
 from lib_merge.xy import (AxisKind, LoraContext, LoraSettings, MergeContext, MergeSettings, PlotKind, apply_to_recipe,
                           axis_kind, choices, parse_axis, plan_cells, run_cells)
 from lib_merge.xy.axes import LORA_AXES, MERGE_AXES

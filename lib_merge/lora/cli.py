@@ -6,11 +6,10 @@ one line and exits 2.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import sys
-from typing import Callable, Iterator
 
+from ..cli_support import tqdm_progress
 from ..errors import ParseError
 
 _DTYPES = ("keep", "fp16", "bf16", "fp32")
@@ -67,17 +66,6 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
-@contextlib.contextmanager
-def _progress(quiet: bool) -> Iterator[Callable[[int, int, str], None] | None]:
-    try:
-        from ..cli import tqdm_progress
-    except ImportError:
-        yield None
-        return
-    with tqdm_progress(quiet) as cb:
-        yield cb
-
-
 def _book(args):
     from .presets import PresetBook
     return PresetBook.from_files(args.presets, args.lbwe_presets)
@@ -96,7 +84,7 @@ def _specs(args, book):
 def cmd_bake(args: argparse.Namespace) -> int:
     from .bake import bake
     book = _book(args)
-    with _progress(args.quiet) as progress:
+    with tqdm_progress(args.quiet) as progress:
         r = bake(args.model, _specs(args, book), args.output, dtype=args.dtype, presets=book, seed=args.seed,
                  overwrite=args.overwrite, hash_cache=_cache(args), progress=progress)
     if not args.quiet:
@@ -114,7 +102,7 @@ def cmd_merge(args: argparse.Namespace) -> int:
     book = _book(args)
     if args.conv_rank is not None and args.rank is None:
         raise ParseError("--conv-rank needs --rank", "add --rank R, or drop --conv-rank for a lossless merge")
-    with _progress(args.quiet) as progress:
+    with tqdm_progress(args.quiet) as progress:
         r = merge_loras(_specs(args, book), args.output, rank=args.rank, conv_rank=args.conv_rank, dtype=args.dtype,
                         presets=book, seed=args.seed, overwrite=args.overwrite, hash_cache=_cache(args),
                         progress=progress)
@@ -126,7 +114,7 @@ def cmd_merge(args: argparse.Namespace) -> int:
 
 def cmd_extract(args: argparse.Namespace) -> int:
     from .extract import extract
-    with _progress(args.quiet) as progress:
+    with tqdm_progress(args.quiet) as progress:
         r = extract(args.tuned, args.base, args.output, rank=args.rank, conv_rank=args.conv_rank, dtype=args.dtype,
                     min_diff=args.min_diff, overwrite=args.overwrite, hash_cache=_cache(args), progress=progress)
     if not args.quiet:

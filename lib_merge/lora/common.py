@@ -8,7 +8,7 @@ import torch
 
 from ..errors import Cancelled, OutputError, RecipeError
 from ..io.hashing import HashCache
-from ..provenance import file_metadata, models_metadata
+from ..merge.provenance import file_metadata, models_metadata
 
 Progress = Callable[[int, int, str], None]  # (done, total, what), as the merge engine's
 OUT_DTYPES: dict[str, torch.dtype | None] = {"keep": None, "fp16": torch.float16, "bf16": torch.bfloat16,

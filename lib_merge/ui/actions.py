@@ -11,9 +11,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from ..engine import MergeResult, merge
+from ..merge.engine import MergeResult, merge
 from ..errors import MergeError
-from ..provenance import model_name
+from ..merge.provenance import model_name
 from .form import FormValues, build_recipe, default_name, output_path
 from .host import GenSettings, Host, Progress
 from .state import TabState

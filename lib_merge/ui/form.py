@@ -13,11 +13,11 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
-from ..adjust import NAMES as ADJUST_NAMES
+from ..merge.adjust import NAMES as ADJUST_NAMES
 from ..errors import MergeError, RecipeError
 from ..methods import resolve
-from ..provenance import model_name
-from ..recipe import DTYPES, Recipe
+from ..merge.provenance import model_name
+from ..merge.recipe import DTYPES, Recipe
 from . import labels
 from .host import Host
 

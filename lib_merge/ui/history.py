@@ -15,7 +15,7 @@ import time
 from typing import Any, Mapping
 
 from ..errors import MergeError
-from ..provenance import json_or_text
+from ..merge.provenance import json_or_text
 from .form import FormValues
 
 log = logging.getLogger("lib_merge")

@@ -5,7 +5,7 @@ labels and turns them back into ids here, at the edge, through tables keyed by i
 """
 from __future__ import annotations
 
-from ..adjust import LIMITS, NAMES
+from ..merge.adjust import LIMITS, NAMES
 from ..errors import MergeError
 from ..methods import CALCS, MODES, REGISTRY
 

@@ -1,7 +1,7 @@
 """The LoRA block-weight accordion shown under txt2img and img2img (gradio 3.41 and 4.x).
 
 The script arguments are the "enabled" checkbox and the plot settings (off / XY plot / Effective
-Block Analyzer, in the order `lib_merge.webui.lbw_plot.FIELDS` documents); the rest edits the
+Block Analyzer, in the order `lib_merge.xy.lbw_plot.FIELDS` documents); the rest edits the
 user's presets files: the block-weight presets (`NAME:values`), the elemental presets (`lbwe=`), a
 weight maker with one slider per block that writes a preset line, and a tag checker. The files come
 in as an object with read/save methods (the webui passes one bound to its Settings), so nothing here
@@ -18,7 +18,7 @@ import gradio as gr
 from ..errors import MergeError, ParseError
 from ..lora.entries import fmt
 from ..lora.layouts import LAYOUTS
-from ..webui.lbw_plot import DEFAULTS, LAYOUT_CHOICES, Mode
+from ..xy.lbw_plot import DEFAULTS, LAYOUT_CHOICES, Mode
 from ..xy.axes import PlotKind, choices as axis_choices
 
 MAX_BLOCKS = max(LAYOUTS)
@@ -118,7 +118,7 @@ def _plot_inputs(prefix: str) -> list:
 
 def build_lbw_inputs(files: Files, *, tab: str) -> list:
     """Build the accordion in the current Blocks context; return the script's inputs: the enabled
-    checkbox, then the plot settings in `lib_merge.webui.lbw_plot.FIELDS` order."""
+    checkbox, then the plot settings in `lib_merge.xy.lbw_plot.FIELDS` order."""
     prefix = f"blockmerge_lbw_{tab}"
     with gr.Accordion("LoRA Block Weight", open=False, elem_id=f"{prefix}_accordion"):
         enabled = gr.Checkbox(value=True, label="Apply LoRA block weights from lbw=/lbwe=/start=/stop= in tags",

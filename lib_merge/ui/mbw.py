@@ -12,8 +12,8 @@ import tempfile
 from ..arch import SD1, SDXL, Architecture, detect
 from ..errors import MergeError, ParseError
 from ..io.models import read_shapes
-from ..presets import PresetBook, builtin_names, parse_preset_text
-from ..weights import is_random, tokens_for
+from ..merge.presets import PresetBook, builtin_names, parse_preset_text
+from ..merge.weights import is_random, tokens_for
 
 SLIDER_BLOCKS: tuple[str, ...] = SD1.blocks  # the 26 sliders, BASE first
 EDITOR_ARCHS = ("sd1", "sdxl")  # the editor's two layouts; SD2 shares SD1's blocks

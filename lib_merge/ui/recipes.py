@@ -9,11 +9,11 @@ import os
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from ..adjust import parse_adjust
+from ..merge.adjust import parse_adjust
 from ..errors import MergeError
-from ..inspect import describe
+from ..merge.inspect import describe
 from ..methods import CALCS, MODES
-from ..provenance import TOOL
+from ..merge.provenance import TOOL
 from .actions import match_models, pretty_recipe
 from .form import ZERO_ADJUST, FormValues
 from .host import Host

@@ -9,10 +9,10 @@ import os
 import threading
 from typing import Iterator
 
-from ..engine import CancelToken
+from ..merge.engine import CancelToken
 from ..errors import MergeError
 from ..io.hashing import HashCache
-from ..presets import PresetBook
+from ..merge.presets import PresetBook
 from .history import History
 
 PRESETS_FILE = "mbw_presets.txt"

@@ -28,9 +28,9 @@ from typing import Any, Callable, MutableMapping, Sequence
 
 import torch
 
-from ..engine import CancelToken, MergeResult, merge as engine_merge, plan_merge
+from ..merge.engine import CancelToken, MergeResult, merge as engine_merge, plan_merge
 from ..errors import Cancelled, MergeError, ParseError
-from ..recipe import Recipe
+from ..merge.recipe import Recipe
 from ..xy import (Axis, AxisKind, AxisValue, Cell, MergeContext, MergeSettings, apply_to_recipe, parse_axis,
                   plan_cells, run_cells, xy_grids)
 from ..xy.diff import DEFAULT_COLOUR, DEFAULT_THRESHOLD
@@ -44,7 +44,7 @@ log = logging.getLogger("lib_merge")
 AXIS_NAMES = ("X axis", "Y axis", "Z axis")
 MAX_SEED = 4294967294  # the webui's own random seeds stay below this (xyz_grid fix_axis_seeds)
 Image = Any  # a PIL image
-Merge = Callable[..., MergeResult]  # lib_merge.engine.merge's signature
+Merge = Callable[..., MergeResult]  # lib_merge.merge.engine.merge's signature
 
 
 class ReusingStateDict(dict):

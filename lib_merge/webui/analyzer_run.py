@@ -29,7 +29,7 @@ from ..arch.blocks import Architecture
 from ..errors import ParseError
 from ..xy import LoraSettings, run_analyzer, run_cells, xy_grids
 from ..xy.prompt import PLACEHOLDER, count_placeholders
-from .lbw_plot import (CELL_ATTR, XYZ_ATTR, Key, Mode, Override, Plot, PlotArgs, apply_override, build_plot,
+from ..xy.lbw_plot import (CELL_ATTR, XYZ_ATTR, Key, Mode, Override, Plot, PlotArgs, apply_override, build_plot,
                        infotext as plot_infotext, key_of, plotted_tags, resolve_value)
 
 log = logging.getLogger("lib_merge")

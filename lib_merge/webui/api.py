@@ -13,15 +13,15 @@ from dataclasses import dataclass
 from typing import Any, Callable, ContextManager, Mapping
 
 from ..arch.blocks import SD1, SDXL
-from ..engine import merge
+from ..merge.engine import merge
 from ..errors import MergeError, OutputError, RecipeError
 from ..io.hashing import HashCache, legacy_hash
 from ..lora.entries import format_entries
 from ..lora.elemental import format_rules
 from ..lora.presets import PresetBook
-from ..presets import PresetBook as MergePresetBook
-from ..provenance import model_name
-from ..recipe import Recipe
+from ..merge.presets import PresetBook as MergePresetBook
+from ..merge.provenance import model_name
+from ..merge.recipe import Recipe
 from .lbw_files import PresetFiles, check_tag
 
 PREFIX = "/blockmerge/v1"

@@ -71,7 +71,7 @@ class WebuiHost:
 
     def save_grid(self, image, info: str):
         """Save an XY grid where the webui saves grids (and only if its "Save grids" option is on)."""
-        from .xyz_merge import save_grid
+        from .grids import save_grid
         return save_grid(image, info)
 
     def interrupt(self) -> None:

@@ -131,7 +131,7 @@ class Runtime:
         from modules import shared
         from . import analyzer_run
         from .checkpoints import arch_of_model
-        from .lbw_plot import from_args
+        from ..xy.lbw_plot import from_args
         self.applier.restore(p)
         job = Job(id(p), bool(enabled))
         setattr(p, ATTR, job)

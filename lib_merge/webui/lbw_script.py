@@ -36,7 +36,7 @@ class LoraBlockWeightScript(scripts.Script):
 
     def ui(self, is_img2img: bool) -> list:
         from ..ui.lbw_accordion import build_lbw_inputs
-        from .lbw_plot import INFOTEXT
+        from ..xy.lbw_plot import INFOTEXT
         inputs = build_lbw_inputs(preset_files(), tab="img2img" if is_img2img else "txt2img")
         enabled, *plot = inputs
         self.infotext_fields = [(enabled, _enabled_from_infotext), *_plot_infotext_fields(plot)]
@@ -68,7 +68,7 @@ class LoraBlockWeightScript(scripts.Script):
 def _plot_infotext_fields(components: list) -> list:
     """Pasting a plot's grid restores the plot; pasting any other image turns the plot off."""
     from ..errors import MergeError
-    from .lbw_plot import FIELDS, INFOTEXT, Mode
+    from ..xy.lbw_plot import FIELDS, INFOTEXT, Mode
 
     def mode_of(params: dict) -> str:
         try:

@@ -15,7 +15,7 @@ import logging
 from typing import Any
 
 from ..errors import ParseError
-from .lbw_plot import XYZ_ATTR, split_xyz_values
+from ..xy.lbw_plot import XYZ_ATTR, split_xyz_values
 
 log = logging.getLogger("lib_merge")
 LABEL = "LoRA block weight"  # stable: the X/Y/Z plot writes it into the grid's infotext ("X Type")
@@ -45,7 +45,7 @@ def confirm(p: Any, xs: Any) -> None:
     from modules import shared
     from ..xy.prompt import check_prompt
     from .checkpoints import arch_of_model
-    from .lbw_plot import resolve_value
+    from ..xy.lbw_plot import resolve_value
     from .lbw_runtime import runtime
     prompt = p.prompt if isinstance(p.prompt, str) else " ".join(x for x in p.prompt or [] if isinstance(x, str))
     check_prompt(prompt + " " + str(getattr(p, "hr_prompt", "") or ""))

@@ -179,7 +179,7 @@ class Session:
 
     def check(self, label: str, values: Sequence[Any]) -> None:
         """Every value of an axis, merged with the recipe, must plan (headers only): fail before the first cell."""
-        from ..engine import plan_merge
+        from ..merge.engine import plan_merge
         if not values:
             raise MergeError(f"the {label} axis has no values", "type values separated by commas")
         for v in values:
@@ -199,7 +199,7 @@ class Session:
         if s == self.loaded and self.label is not None and adapter.loaded_label() == self.label:
             _mark(p, self.label)
             return  # the same values are loaded already (and the model was not reloaded since)
-        from ..engine import merge
+        from ..merge.engine import merge
         from . import checkpoints
         recipe = self.recipe(s)
         self.buffer.begin()
@@ -270,18 +270,5 @@ def apply_value(label: str) -> Callable[[Any, Any, list], None]:
     return apply
 
 
-def save_grid(image: Any, info: str) -> str | None:
-    """Save an XY grid as the webui saves grids (when 'Save grids' is on): its grid folder, name
-    pattern and format. For WebuiHost.save_grid, which the tab's XY plot calls when present."""
-    from modules import images, shared
-    opts = shared.opts
-    if not getattr(opts, "grid_save", True):
-        return None
-    folder = getattr(opts, "outdir_grids", "") or getattr(opts, "outdir_txt2img_grids", "")
-    path, _ = images.save_image(image, folder, "blockmerge_xy", info=info,
-                                extension=getattr(opts, "grid_format", "png"), grid=True)
-    return path
-
-
-__all__ = ["ALPHA_LABEL", "MBW_LABEL", "COSTS", "on_before_ui", "register_callbacks", "prepare_mbw", "save_grid",
+__all__ = ["ALPHA_LABEL", "MBW_LABEL", "COSTS", "on_before_ui", "register_callbacks", "prepare_mbw",
            "find_xyz_module", "Session", "session_of"]

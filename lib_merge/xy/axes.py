@@ -24,7 +24,7 @@ from typing import Any, Callable, Union
 
 from ..arch.blocks import SD1, Architecture
 from ..errors import ParseError, suggest
-from ..presets import PresetBook as MergePresetBook
+from ..merge.presets import PresetBook as MergePresetBook
 from .blocks import LAYOUTS, BlockSet, select
 from .text import Token, expand_range, fmt, integer, is_range, number, split_values, where
 
@@ -332,7 +332,7 @@ def _alpha_beta(tokens: list[Token], ctx: MergeContext, label: str) -> list[Axis
 
 
 def _mbw(tokens: list[Token], ctx: MergeContext, label: str) -> list[AxisValue]:
-    from ..weights import tokens_for
+    from ..merge.weights import tokens_for
     out = []
     for t in tokens:
         tokens_for(t.text, ctx.arch, ctx.presets or MergePresetBook(), where(label, t.position, t.text))
@@ -351,7 +351,7 @@ def _models(tokens: list[Token], ctx: MergeContext, label: str) -> list[AxisValu
 
 
 def _elemental(tokens: list[Token], ctx: MergeContext, label: str) -> list[AxisValue]:
-    from ..elemental import parse_elemental
+    from ..merge.elemental import parse_elemental
     out = []
     for t in tokens:
         w = where(label, t.position, t.text)

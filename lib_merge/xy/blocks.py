@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import Sequence
 
-from ..arch.blocks import SD1, SDXL
+from ..arch.blocks import SD1
 from ..errors import ParseError, suggest
 
 

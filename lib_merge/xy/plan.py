@@ -262,10 +262,10 @@ def adjust_values(base: Sequence[float] | None, s: MergeSettings) -> tuple[float
 
 
 def apply_to_recipe(s: MergeSettings, recipe: Any, arch: Any, presets: Any = None) -> Any:
-    """A `lib_merge.recipe.Recipe` with a cell's merge settings applied (seed and prompt are for the
+    """A `lib_merge.merge.recipe.Recipe` with a cell's merge settings applied (seed and prompt are for the
     render and stay out). Pins are written into full weight strings, so the recipe is self-contained."""
-    from ..presets import PresetBook
-    from ..weights import tokens_for
+    from ..merge.presets import PresetBook
+    from ..merge.weights import tokens_for
 
     kw: dict[str, Any] = {}
     for attr in ("alpha", "beta", "alpha_blocks", "beta_blocks", "calc"):

@@ -21,9 +21,9 @@ import urllib.request
 import pytest
 
 from lib_merge.arch import SD1
-from lib_merge.inspect import describe
-from lib_merge.presets import PresetBook
-from lib_merge.weights import tokens_for
+from lib_merge.merge.inspect import describe
+from lib_merge.merge.presets import PresetBook
+from lib_merge.merge.weights import tokens_for
 from tests.synth import write_checkpoint
 
 pytestmark = pytest.mark.e2e

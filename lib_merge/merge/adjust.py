@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import torch
 
-from .arch.blocks import UNET
-from .errors import ParseError
+from ..arch.blocks import UNET
+from ..errors import ParseError
 from .weights import number
 
 NAMES = ("IN", "OUT", "OUT2", "CONT", "BRI", "COL1", "COL2", "COL3")

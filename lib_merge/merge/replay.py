@@ -5,9 +5,9 @@ import json
 import os
 
 from .engine import Progress, merge, MergeResult
-from .errors import ModelFileError, RecipeError
-from .io.hashing import HashCache
-from .io.models import PICKLE_EXT, SAFETENSORS_EXT, read_shapes
+from ..errors import ModelFileError, RecipeError
+from ..io.hashing import HashCache
+from ..io.models import PICKLE_EXT, SAFETENSORS_EXT, read_shapes
 from .provenance import TOOL
 from .recipe import Recipe
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from .arch.blocks import Architecture
-from .errors import ParseError, suggest
+from ..arch.blocks import Architecture
+from ..errors import ParseError, suggest
 from .weights import RandomSpec, is_random, number
 
 UNET_PREFIX = "model.diffusion_model."

@@ -5,8 +5,8 @@ import json
 import os
 from typing import Any, Iterable, Mapping
 
-from . import __version__
-from .io.hashing import HashCache, legacy_hash
+from .. import __version__
+from ..io.hashing import HashCache, legacy_hash
 
 TOOL = "blockmerge"
 

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
-from .errors import ParseError
+from ..errors import ParseError
 
 Curve = Callable[[float], float]  # t in [0, 1] over IN00..OUT_last -> weight
 

@@ -7,8 +7,8 @@ import os
 from collections import Counter
 from typing import Any
 
-from .arch import Component, detect
-from .io.models import read_shapes
+from ..arch import Component, detect
+from ..io.models import read_shapes
 
 
 def describe(path: str) -> dict[str, Any]:

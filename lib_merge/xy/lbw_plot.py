@@ -36,10 +36,10 @@ from typing import Any, Sequence, Union
 from ..arch.blocks import Architecture
 from ..errors import ParseError
 from ..lora.layouts import LAYOUTS, counts_for, describe_counts
-from ..xy import (AnalyzerSpec, Axis, AxisKind, AxisValue, Cell, LoraContext, LoraSettings, analyzer_spec,
+from . import (AnalyzerSpec, Axis, AxisKind, AxisValue, Cell, LoraContext, LoraSettings, analyzer_spec,
                   apply_to_prompt, check_prompt, parse_axis, plan_cells)
-from ..xy.prompt import PLACEHOLDER, count_placeholders
-from ..xy.text import split_values
+from .prompt import PLACEHOLDER, count_placeholders
+from .text import split_values
 
 CELL_ATTR = "blockmerge_lbw_cell"  # on a copy of p: the Override of this render (set before process_images)
 XYZ_ATTR = "blockmerge_lbw_xyz"  # on the X/Y/Z plot's copy of p: the axis value, a preset or list

@@ -18,11 +18,11 @@ import torch
 
 from . import pipeline
 from .engine_types import CancelToken, Progress
-from .errors import Cancelled
-from .io.atomic import atomic_write, check_output, shorten
-from .io.hashing import HashCache
-from .io.models import ModelSource, open_model, read_shapes
-from .io.safetensors_io import SafetensorsWriter
+from ..errors import Cancelled
+from ..io.atomic import atomic_write, check_output, shorten
+from ..io.hashing import HashCache
+from ..io.models import ModelSource, open_model, read_shapes
+from ..io.safetensors_io import SafetensorsWriter
 from .plan import MergePlan, build_plan
 from .presets import PresetBook
 from .provenance import file_metadata, models_metadata

@@ -12,11 +12,11 @@ import re
 from dataclasses import dataclass, field
 
 from . import adjust as adjust_mod
-from .arch import Architecture, Component, ModelInfo, detect
+from ..arch import Architecture, Component, ModelInfo, detect
 from .elemental import Elemental, Selection, element_text, parse_elemental, parse_selection
-from .errors import ArchitectureError, ParseError, RecipeError, suggest
-from .io.safetensors_io import TensorInfo
-from .methods import MergeMethod, Weights, resolve
+from ..errors import ArchitectureError, ParseError, RecipeError, suggest
+from ..io.safetensors_io import TensorInfo
+from ..methods import MergeMethod, Weights, resolve
 from .presets import PresetBook
 from .recipe import Recipe
 from .weights import BlockWeights, RandomSpec, parse_block_weights, uses_random

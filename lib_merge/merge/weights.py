@@ -6,8 +6,8 @@ import random
 import re
 from dataclasses import dataclass
 
-from .arch.blocks import SD1, SD26_TO_SDXL20, SDXL, Architecture
-from .errors import ParseError, suggest
+from ..arch.blocks import SD1, SD26_TO_SDXL20, SDXL, Architecture
+from ..errors import ParseError, suggest
 from .presets import RANDOM_PRESETS, PresetBook, builtin
 
 RANDOM_TOKENS = ("R", "U", "X")

@@ -19,10 +19,10 @@ from typing import Any, MutableMapping
 import torch
 
 from .engine_types import CancelToken, Progress
-from .errors import Cancelled, MergeError
-from .io.models import ModelSource
-from .io.safetensors_io import DTYPES, SafetensorsReader, SafetensorsWriter, itemsize
-from .methods import KeyContext, MergeMethod
+from ..errors import Cancelled, MergeError
+from ..io.models import ModelSource
+from ..io.safetensors_io import DTYPES, SafetensorsReader, SafetensorsWriter, itemsize
+from ..methods import KeyContext, MergeMethod
 from .plan import KeyPlan, MergePlan
 
 CHUNK = 1 << 21  # elements per read (8 MiB of fp32)

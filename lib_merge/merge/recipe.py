@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from .errors import RecipeError
+from ..errors import RecipeError
 
 DTYPES = ("keep", "fp16", "bf16", "fp32")
 
