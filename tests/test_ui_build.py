@@ -150,12 +150,12 @@ def test_merge_handlers_show_errors_in_the_tab(models, state, monkeypatch):
 def test_guarded_handlers_and_bugs_stay_visible(models, state, monkeypatch, caplog):
     monkeypatch.setattr(gr, "Warning", lambda msg, *a, **k: None)
     h = Handlers(StandaloneHost(str(models)), state)
-    summary, recipe, stored = h.guarded(h.file_picked, 3)("gone.safetensors")
+    summary, recipe, stored = h.guarded(h.file_picked, [object()] * 3)("gone.safetensors")
     assert summary.startswith("✗ model gone.safetensors is gone") and value(recipe) is None
 
     def bug():
         raise ZeroDivisionError("oops")
-    (status,) = h.guarded(lambda: [bug()], 1)()
+    status = h.guarded(lambda: [bug()], [object()])()  # one output: the value itself, never a one-item list
     assert "internal error (ZeroDivisionError: oops)" in status and "oops" in caplog.text
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import gradio as gr
 
@@ -36,6 +36,16 @@ def _same() -> Any:
     return gr.update()
 
 
+def for_outputs(values: Sequence[Any], n_out: int, name: str = "handler") -> Any:
+    """What Gradio expects back from a handler wired to `n_out` outputs: the lone value for one output
+    (Gradio 3.41 and 4.x alike unpack a returned list only when there are several outputs; with one,
+    the list itself would become the component's value), the list for several."""
+    if not isinstance(values, (list, tuple)) or len(values) != n_out:
+        raise TypeError(f"{name} returned {type(values).__name__} of length "
+                        f"{len(values) if isinstance(values, (list, tuple)) else '-'}, expected a list of {n_out}")
+    return values[0] if n_out == 1 else list(values)
+
+
 class Handlers:
     def __init__(self, host: Host, state: TabState):
         self.host = host
@@ -52,17 +62,28 @@ class Handlers:
         gr.Warning(msg)
         return f"✗ {md_escape(msg)}"
 
-    def guarded(self, fn: Callable[..., list], n_out: int, status_at: int = 0) -> Callable[..., list]:
-        """Wrap a handler without a Progress argument: on error only the status output changes."""
-        def run(*args: Any) -> list:
+    def guarded(self, fn: Callable[..., Sequence[Any]], outputs: Sequence[Any], status: Any = None) -> Callable[..., Any]:
+        """Wrap a handler (without a Progress argument) for the components it updates: on error only the
+        `status` output (default: the first) shows the message. A guarded handler returns one item per
+        output, always as a list; the wrapper hands Gradio the shape it expects for that many outputs
+        (`for_outputs`), so a one-output event never gets a one-item list as its value."""
+        n_out = len(outputs)
+        status_at = 0 if status is None else next(i for i, o in enumerate(outputs) if o is status)
+
+        def run(*args: Any) -> Any:
             try:
-                return fn(*args)
+                out = fn(*args)
             except Exception as e:  # noqa: BLE001 - shown in the tab, bugs logged with a traceback
                 out = [_same() for _ in range(n_out)]
                 out[status_at] = self.fail(e)
-                return out
+            return for_outputs(out, n_out, getattr(fn, "__name__", "handler"))
         run.__name__ = getattr(fn, "__name__", "handler")
         return run
+
+    def on(self, event: Callable[..., Any], fn: Callable[..., Sequence[Any]], outputs: Sequence[Any],
+           inputs: Sequence[Any] = (), status: Any = None, **kw: Any) -> Any:
+        """`event(fn)` for these outputs, guarded: the one way the tab wires a list-returning handler."""
+        return event(self.guarded(fn, outputs, status), inputs=list(inputs), outputs=list(outputs), **kw)
 
     def model_choices(self) -> list[str]:
         return list(self.host.checkpoints())

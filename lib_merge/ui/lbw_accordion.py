@@ -178,10 +178,10 @@ def build_lbw_inputs(files: Files, *, tab: str) -> list:
         return preset_line(preset, int(n), values), ""
 
     def _add(text: str, new_line: str) -> tuple[str, str]:
-        new_line = new_line.strip()
+        new_line = (new_line or "").strip()  # gradio 4 sends None for a textbox never typed in
         if not new_line:
             raise MergeError("no preset line yet", "press Make line first")
-        added = text.rstrip("\n") + "\n" + new_line + "\n"
+        added = (text or "").rstrip("\n") + "\n" + new_line + "\n"
         return added, "Added; press Check and save on the Presets tab to keep it."
 
     def _check(text: str, arch_id: str) -> str:

@@ -11,7 +11,7 @@ Only constructor keywords both gradio versions accept, `gr.update(...)` for ever
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import gradio as gr
 
@@ -209,56 +209,51 @@ def _results(ui: MergeTab, h: Handlers) -> None:
 
 
 def _wire(ui: MergeTab, h: Handlers) -> None:
-    c, w, g = ui.c, ui.w, h.guarded
+    c, w, on = ui.c, ui.w, h.on
     status = w["status"]
     pickers = [c["model_a"], c["model_b"], c["model_c"], w["file_pick"]]
     mbw_in = [w["arch"], w["target"], c["alpha_blocks"], c["beta_blocks"]]
     mbw_out = ui.sliders + [w["mbw_note"]]
+    note = w["mbw_note"]
 
-    w["refresh"].click(g(h.refresh_models, 5, status_at=4), outputs=pickers + [status])
-    c["model_a"].change(g(h.detect_arch, 2, status_at=1), inputs=[c["model_a"]], outputs=[w["arch"], w["mbw_note"]])
-    c["calc"].change(g(lambda calc: [h.calc_changed(calc)], 1), inputs=[c["calc"]], outputs=[c["mode"]])
+    on(w["refresh"].click, h.refresh_models, pickers + [status], status=status)
+    on(c["model_a"].change, h.detect_arch, [w["arch"], note], [c["model_a"]], status=note)
+    on(c["calc"].change, lambda calc: [h.calc_changed(calc)], [c["mode"]], [c["calc"]])
 
     # block weights: the layout and the edited field pick the sliders; typing and dragging sync both ways
-    relayout = g(h.layout_changed, len(mbw_out), status_at=len(mbw_out) - 1)
-    w["arch"].change(relayout, inputs=mbw_in, outputs=mbw_out)
-    w["arch"].change(g(lambda a: [h.preset_choices(a)], 1), inputs=[w["arch"]], outputs=[w["preset"]])
-    w["target"].change(relayout, inputs=mbw_in, outputs=mbw_out)
+    def relayout(event: Callable[..., Any]) -> Any:
+        return on(event, h.layout_changed, mbw_out, mbw_in, status=note)
+    relayout(w["arch"].change)
+    on(w["arch"].change, lambda a: [h.preset_choices(a)], [w["preset"]], [w["arch"]])
+    relayout(w["target"].change)
     for which in ("alpha", "beta"):
-        c[f"{which}_blocks"].input(g(h.text_typed(which), len(mbw_out), status_at=len(mbw_out) - 1),
-                                   inputs=[w["arch"], w["target"], c[f"{which}_blocks"]], outputs=mbw_out)
-    released = g(h.slider_released, 3, status_at=2)
+        on(c[f"{which}_blocks"].input, h.text_typed(which), mbw_out,
+           [w["arch"], w["target"], c[f"{which}_blocks"]], status=note)
     for s in ui.sliders:
-        s.release(released, inputs=[w["arch"], w["target"]] + ui.sliders,
-                  outputs=[c["alpha_blocks"], c["beta_blocks"], w["mbw_note"]])
-    w["preset"].input(g(h.preset_picked, 3 + len(mbw_out), status_at=2 + len(mbw_out)),
-                      inputs=[w["preset"], w["arch"], w["target"]],
-                      outputs=[c["alpha_blocks"], c["beta_blocks"]] + mbw_out)
-    w["save_preset"].click(g(h.save_preset, 2), inputs=[w["preset_name"]] + mbw_in, outputs=[status, w["preset"]])
-    w["fill"].click(g(h.fill_random, 3, status_at=2), inputs=[w["fill_token"], w["arch"], w["target"]],
-                    outputs=[c["alpha_blocks"], c["beta_blocks"], w["mbw_note"]]
-                    ).then(relayout, inputs=mbw_in, outputs=mbw_out)
-    w["adjust_reset"].click(lambda: [0.0] * len(ui.adjust), outputs=ui.adjust)
+        on(s.release, h.slider_released, [c["alpha_blocks"], c["beta_blocks"], note],
+           [w["arch"], w["target"]] + ui.sliders, status=note)
+    on(w["preset"].input, h.preset_picked, [c["alpha_blocks"], c["beta_blocks"]] + mbw_out,
+       [w["preset"], w["arch"], w["target"]], status=note)
+    on(w["save_preset"].click, h.save_preset, [status, w["preset"]], [w["preset_name"]] + mbw_in)
+    relayout(on(w["fill"].click, h.fill_random, [c["alpha_blocks"], c["beta_blocks"], note],
+                [w["fill_token"], w["arch"], w["target"]], status=note).then)
+    on(w["adjust_reset"].click, lambda: [0.0] * len(ui.adjust), ui.adjust)
 
-    # merges
+    # merges (their handlers take a Progress, which Gradio finds in their own signature: not wrapped)
     merged = [status, w["recipe"], w["history"]]
-    w["save"].click(h.merge_save, inputs=ui.form_inputs, outputs=merged
-                    ).then(g(h.models_changed, 4), outputs=pickers)
+    on(w["save"].click(h.merge_save, inputs=ui.form_inputs, outputs=merged).then, h.models_changed, pickers)
     w["load"].click(h.merge_load, inputs=ui.form_inputs, outputs=merged)
     w["generate"].click(h.merge_generate, inputs=[w["gen_json"]] + ui.form_inputs,
                         outputs=merged + [w["gallery"], w["infotext"]], **js(READ_TXT2IMG))
-    w["restore"].click(g(lambda: [h.restore()], 1), outputs=[status])
-    w["stop"].click(g(lambda: [h.stop()], 1), outputs=[status], queue=False)
+    on(w["restore"].click, lambda: [h.restore()], [status])
+    on(w["stop"].click, lambda: [h.stop()], [status], queue=False)
 
     # history and recipes back into the form (then the sliders follow the loaded text)
     loaded = ui.form_inputs + [status]
-    w["history_refresh"].click(g(lambda: [h.history_choices()], 1), outputs=[w["history"]])
-    w["history"].change(g(lambda label: [h.history_show(label)], 1), inputs=[w["history"]], outputs=[w["history_view"]])
-    w["history_load"].click(g(h.history_load, len(loaded), status_at=len(loaded) - 1), inputs=[w["history"]],
-                            outputs=loaded).then(relayout, inputs=mbw_in, outputs=mbw_out)
-    w["file_pick"].change(g(h.file_picked, 3), inputs=[w["file_pick"]],
-                          outputs=[w["file_summary"], w["file_recipe"], w["file_state"]])
-    w["file_drop"].upload(g(h.file_dropped, 3), inputs=[w["file_drop"]],
-                          outputs=[w["file_summary"], w["file_recipe"], w["file_state"]])
-    w["file_load"].click(g(h.file_load, len(loaded), status_at=len(loaded) - 1), inputs=[w["file_state"]],
-                         outputs=loaded).then(relayout, inputs=mbw_in, outputs=mbw_out)
+    on(w["history_refresh"].click, lambda: [h.history_choices()], [w["history"]])
+    on(w["history"].change, lambda label: [h.history_show(label)], [w["history_view"]], [w["history"]])
+    relayout(on(w["history_load"].click, h.history_load, loaded, [w["history"]], status=status).then)
+    file_out = [w["file_summary"], w["file_recipe"], w["file_state"]]
+    on(w["file_pick"].change, h.file_picked, file_out, [w["file_pick"]])
+    on(w["file_drop"].upload, h.file_dropped, file_out, [w["file_drop"]])
+    relayout(on(w["file_load"].click, h.file_load, loaded, [w["file_state"]], status=status).then)

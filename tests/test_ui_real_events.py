@@ -1,0 +1,172 @@
+"""Every event of the tabs driven through Gradio's own processing path (`Blocks.process_api`: the
+real preprocess, the handler, the real postprocess of each output component), under whatever gradio
+is installed; .ci/ui_check.sh runs it under 3.41.2 (A1111) and 4.40.0 (Forge).
+
+A handler that hands a one-output event a one-item list, a Markdown a list, or a Dropdown an update
+it cannot take fails here exactly as it fails in the browser ("Error" badge, HTTP 500).
+"""
+from __future__ import annotations
+
+import asyncio
+import shutil
+
+import pytest
+
+gr = pytest.importorskip("gradio")
+
+from lib_merge.ui import compat, labels  # noqa: E402
+from lib_merge.ui.lbw_accordion import build_lbw_inputs  # noqa: E402
+from lib_merge.ui.standalone import StandaloneHost, build_app  # noqa: E402
+from lib_merge.ui.state import TabState  # noqa: E402
+
+
+class WebuiLikeHost(StandaloneHost):
+    """The standalone host with the buttons a webui host shows (load, generate, restore)."""
+    name = "test"
+    can_load = True
+    can_generate = True
+
+
+@pytest.fixture
+def models(tmp_path, sd1_models, sdxl_models):
+    d = tmp_path / "models"
+    (d / "xl").mkdir(parents=True)
+    for p in sd1_models:
+        shutil.copy(p, d)
+    shutil.copy(sdxl_models[0], d / "xl" / "XL.safetensors")
+    return d
+
+
+@pytest.fixture(autouse=True)
+def quiet_toasts(monkeypatch):
+    monkeypatch.setattr(gr, "Warning", lambda *a, **k: None)
+
+
+# --- Gradio's own path, 3.41 and 4.x ----------------------------------------------------------------
+
+def _deps(demo) -> list[dict]:
+    return demo.get_config_file()["dependencies"]
+
+
+def _targets(dep: dict) -> list[tuple[int, str]]:
+    """(component id, event name) pairs: 4.x lists pairs, 3.41 ids plus one `trigger`."""
+    out = []
+    for t in dep["targets"]:
+        out.append((t[0], t[1]) if isinstance(t, (list, tuple)) else (t, dep.get("trigger")))
+    return out
+
+
+def _frontend_values(demo) -> dict[int, object]:
+    """What the browser holds for each component when the page loads: the config's values."""
+    return {c["id"]: c.get("props", {}).get("value") for c in demo.get_config_file()["components"]}
+
+
+def process(demo, index: int, inputs: list) -> list:
+    """Run dependency `index` as the server does for a request: preprocess, call, postprocess."""
+    async def run():
+        if compat.GRADIO4:
+            from gradio.state_holder import SessionState
+            fns = demo.fns
+            block_fn = fns[index] if isinstance(fns, dict) else fns[index]
+            return await demo.process_api(block_fn=block_fn, inputs=inputs, state=SessionState(demo))
+        return await demo.process_api(fn_index=index, inputs=inputs, state={})
+    if not compat.GRADIO4 and getattr(demo, "_queue", None) is None:
+        demo.queue()  # as the webui runs it: handlers with a Progress need the queue
+    return asyncio.run(run())["data"]
+
+
+def fire(demo, component, event: str, values: dict[int, object] | None = None) -> list[list]:
+    """Fire `event` of `component` with the page's current values (overridden by `values`, keyed by
+    component); the data of every dependency it triggers, in order."""
+    current = _frontend_values(demo)
+    for comp, v in (values or {}).items():
+        current[comp._id] = v
+    results = []
+    for i, dep in enumerate(_deps(demo)):
+        if (component._id, event) in _targets(dep):
+            results.append(process(demo, i, [current.get(cid) for cid in dep["inputs"]]))
+    assert results, f"no {event} event on {component}"
+    return results
+
+
+def _choices(update) -> list[str]:
+    assert isinstance(update, dict), update
+    return [c[0] if isinstance(c, (list, tuple)) else c for c in update["choices"]]
+
+
+def _value(update):
+    return update.get("value") if isinstance(update, dict) else update
+
+
+# --- every event, page defaults ------------------------------------------------------------------------
+
+def _every_event(demo) -> int:
+    values = _frontend_values(demo)
+    n = 0
+    for i, dep in enumerate(_deps(demo)):
+        if dep.get("backend_fn") is False:  # a pure front-end (js) event: no server handler
+            continue
+        data = process(demo, i, [values.get(cid) for cid in dep["inputs"]])
+        assert len(data) == len(dep["outputs"]), (i, _targets(dep))
+        n += 1
+    return n
+
+
+@pytest.mark.parametrize("host_cls", [StandaloneHost, WebuiLikeHost])
+def test_every_event_of_the_merge_tab_passes_gradios_processing(models, tmp_path, host_cls):
+    demo = build_app(host_cls(str(models)), TabState(data_dir=str(tmp_path / "data")))
+    assert _every_event(demo) > 40
+
+
+def test_every_event_of_the_lora_accordion_passes_gradios_processing():
+    from tests.test_webui_ui import Files
+    with gr.Blocks(analytics_enabled=False) as demo:
+        build_lbw_inputs(Files(), tab="txt2img")
+    assert _every_event(demo) >= 8
+
+
+# --- the faults a user saw as an "Error" badge ---------------------------------------------------------
+
+@pytest.fixture
+def tab(models, tmp_path):
+    host = WebuiLikeHost(str(models))
+    demo = build_app(host, TabState(data_dir=str(tmp_path / "data")))
+    ids = {b.elem_id: b for b in demo.blocks.values() if getattr(b, "elem_id", None)}
+    return demo, ids
+
+
+def test_restore_and_stop_answer_a_status_line(tab):
+    demo, ids = tab
+    (restore,) = fire(demo, ids["blockmerge_restore"], "click")
+    assert isinstance(restore[0], str) and restore[0]
+    (stop,) = fire(demo, ids["blockmerge_stop"], "click")
+    assert stop == ["Nothing is running."]
+
+
+def test_history_refresh_lists_past_merges(tab):
+    demo, ids = tab
+    model_a, model_b = ids["blockmerge_model_a"], ids["blockmerge_model_b"]
+    name = ids["blockmerge_name"] if "blockmerge_name" in ids else None
+    values = {model_a: "A.safetensors", model_b: "B.safetensors"}
+    if name is not None:
+        values[name] = "history_probe"
+    fire(demo, ids["blockmerge_merge_save"], "click", values)
+    (refreshed,) = fire(demo, ids["blockmerge_history_refresh"], "click")
+    assert len(refreshed) == 1 and len(_choices(refreshed[0])) == 1
+
+
+def test_sdxl_layout_offers_sdxl_presets(tab):
+    demo, ids = tab
+    arch = ids["blockmerge_arch"]
+    results = fire(demo, arch, "change", {arch: labels.ARCH_LABELS["sdxl"]})
+    preset_updates = [r[0] for r in results if len(r) == 1]
+    assert len(preset_updates) == 1, results
+    names = _choices(preset_updates[0])
+    assert "GRAD_V" in names and any(n.endswith("_XL") for n in names)  # `_XL` presets exist only on SDXL
+
+
+def test_train_difference_sets_add_difference_mode(tab):
+    demo, ids = tab
+    calc = ids["blockmerge_calc"]
+    (out,) = fire(demo, calc, "change", {calc: labels.CALC_LABELS["train_difference"]})
+    assert _value(out[0]) == labels.MODE_LABELS["add_difference"]
