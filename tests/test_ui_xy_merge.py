@@ -22,8 +22,8 @@ from lib_merge.merge.recipe import Recipe
 from lib_merge.ui.form import FormValues
 from lib_merge.ui.host import Generated, GenSettings
 from lib_merge.ui.state import TabState
-from lib_merge.ui.xy_merge import (PlotRequest, ReusingStateDict, plan_plot, recipe_caption, resolve_seeds,
-                                   run_on_host, run_plot, settings_label, summary)
+from lib_merge.ui.xy_host import PlotRequest, run_on_host, summary
+from lib_merge.ui.xy_merge import ReusingStateDict, plan_plot, recipe_caption, resolve_seeds, run_plot, settings_label
 from lib_merge.xy import MergeContext, MergeSettings, apply_to_recipe, parse_axis
 from lib_merge.xy.grid import EMPTY
 

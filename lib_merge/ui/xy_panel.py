@@ -1,7 +1,7 @@
 """The merge tab's "XY plot" accordion (gradio 3.41 and 4.x): three axes, Run, Stop, the grids.
 
 Each cell merges the tab's recipe with the cell's values and renders with the txt2img tab's
-settings (read by the same browser hook as "Merge and generate"); see xy_merge.py for the runner.
+settings (read by the same browser hook as "Merge and generate"); see xy_host.py for the runner.
 Hidden when the host cannot generate (the standalone tab).
 """
 from __future__ import annotations
@@ -17,7 +17,7 @@ from ..xy import AxisKind, PlotKind, axis_kind, choices, parse_colour, parse_thr
 from . import actions
 from .compat import js
 from .form import FormValues
-from .xy_merge import PlotRequest, run_on_host, summary
+from .xy_host import PlotRequest, run_on_host, summary
 
 AXES = ("X", "Y", "Z")
 TYPE_LABELS = [label for label, _ in choices(PlotKind.MERGE)]

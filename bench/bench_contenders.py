@@ -1,0 +1,57 @@
+"""The contenders that run in child processes: the I/O floor, the naive load-everything merge, a bare torch import."""
+from __future__ import annotations
+
+import os
+
+from bench_common import ALPHA
+
+READ_BUF = 64 << 20  # the floor's reused read/write buffer
+
+def child_floor(inputs: list[str], out: str | None, out_size: int) -> None:
+    buf = bytearray(READ_BUF)
+    mv = memoryview(buf)
+    for p in inputs:
+        with open(p, "rb", buffering=0) as f:
+            while f.readinto(mv):
+                pass
+    if out is None:  # only warming the page cache
+        return
+    with open(out, "wb", buffering=0) as f:
+        left = out_size
+        while left:
+            n = f.write(mv[:min(left, READ_BUF)])
+            left -= n
+        os.fsync(f.fileno())
+
+
+def child_naive(mode: str, inputs: list[str], out: str) -> None:
+    import torch
+    from safetensors.torch import load_file, save_file
+    sds = [load_file(p) for p in inputs]
+    a = sds[0]
+    res = {}
+    for k, ta in a.items():
+        # like ours' defaults: non-float keys and the VAE stay A's
+        if not ta.is_floating_point() or k.startswith("first_stage_model."):
+            res[k] = ta
+            continue
+        fa, fb = ta.float(), sds[1][k].float()
+        if mode == "weight_sum":
+            r = fa * (1 - ALPHA) + fb * ALPHA
+        else:
+            r = fa + (fb - sds[2][k].float()) * ALPHA
+        res[k] = r.to(ta.dtype)
+    save_file(res, out)
+    fd = os.open(out, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def child_torch_import() -> None:
+    import torch  # noqa: F401  # what Python + torch alone cost in RSS
+    import safetensors.torch  # noqa: F401
+
+
+# --------------------------------------------------------------------------- measuring
