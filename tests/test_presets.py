@@ -165,11 +165,33 @@ def test_builtin_names_hold_every_preset_users_type():
              "REVERSE-SMOOTHSTEP", "SMOOTHSTEP*2", "R_SMOOTHSTEP*2", "SMOOTHSTEP*3", "R_SMOOTHSTEP*3",
              "SMOOTHSTEP*4", "R_SMOOTHSTEP*4", "SMOOTHSTEP/2", "R_SMOOTHSTEP/2", "SMOOTHSTEP/3",
              "R_SMOOTHSTEP/3", "SMOOTHSTEP/4", "R_SMOOTHSTEP/4", "COSINE", "REVERSE_COSINE", "ALL_A", "ALL_B",
-             "ALL_R", "ALL_U", "ALL_X"}
+             "ALL_R", "ALL_U", "ALL_X", "TRUE_CUBIC_HERMITE", "TRUE_REVERSE_CUBIC_HERMITE", "FAKE_CUBIC_HERMITE",
+             "FAKE_REVERSE_CUBIC_HERMITE"}
     names = builtin_names()
     assert known <= set(names)
     assert len(names) == len(set(names))
     assert builtin("NO_SUCH_PRESET", SD1.blocks) is None
+
+
+# the incumbent's scripts/mbwpresets.txt (hako-mikan/sd-webui-supermerger 0b1c491): spot values typed in
+@pytest.mark.parametrize("name,block,expected", [
+    ("TRUE_CUBIC_HERMITE", "IN01", 0.199031876929012), ("TRUE_CUBIC_HERMITE", "M00", 0.520833333333333),
+    ("TRUE_CUBIC_HERMITE", "OUT11", 1.0), ("TRUE_REVERSE_CUBIC_HERMITE", "IN00", 1.0),
+    ("TRUE_REVERSE_CUBIC_HERMITE", "OUT10", 0.157365210262345), ("FAKE_CUBIC_HERMITE", "IN05", 0.512996720679012),
+    ("FAKE_CUBIC_HERMITE", "M00", 0.5), ("FAKE_REVERSE_CUBIC_HERMITE", "OUT05", 0.546875),
+    ("FAKE_REVERSE_CUBIC_HERMITE", "OUT11", 0.0),
+])
+def test_cubic_hermite_presets_are_the_incumbents_values(name, block, expected):
+    assert values(name)[idx(block)] == expected
+    assert values(name)[0] == 0.0 and len(values(name)) == 26
+
+
+@pytest.mark.parametrize("name", ["TRUE_CUBIC_HERMITE", "FAKE_REVERSE_CUBIC_HERMITE"])
+def test_cubic_hermite_presets_follow_the_26_to_20_rule_on_sdxl(name):
+    full = values(name)
+    got = parse_block_weights(name, SDXL, base_default=0.0).values
+    assert list(got) == [full[idx(b)] for b in SDXL_SURVIVORS]
+    assert builtin(name + "_XL", SDXL.blocks) is None  # no SDXL-native curve: the incumbent gives only values
 
 
 def test_random_presets_are_random_tokens():
