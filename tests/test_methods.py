@@ -46,12 +46,20 @@ def inputs_for(method_id: str, a, b, c):
     return a, (b if n >= 2 else None), (c if n >= 3 else None)
 
 
+def incumbent_range(samples: np.ndarray) -> tuple[float, float]:
+    """lo/hi as the incumbent's precosine takes them (REFERENCE §2): NaN dropped, values under the 1st
+    percentile removed, then of the rest those over the 99th (midpoint), then min and max."""
+    s = samples[~np.isnan(samples)]
+    s = np.delete(s, np.where(s < np.percentile(s, 1, method="midpoint")))
+    s = np.delete(s, np.where(s > np.percentile(s, 99, method="midpoint")))
+    return float(s.min()), float(s.max())
+
+
 def cosine_ctx(method_id: str, pairs, key: str = KEY) -> KeyContext:
-    """lo/hi by the engine's rule: every key's samples, NaN dropped, 1st/99th percentile (linear)."""
+    """lo/hi from these keys' samples (each method's own stat), by the incumbent's rule."""
     samples = np.concatenate([REGISTRY[method_id].stat(a.clone(), b.clone()).numpy() for a, b in pairs])
-    samples = samples[~np.isnan(samples)]
-    lo, hi = np.percentile(samples, [1, 99])
-    return KeyContext(key, lo=float(lo), hi=float(hi))
+    lo, hi = incumbent_range(samples.astype(np.float64))
+    return KeyContext(key, lo=lo, hi=hi)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -421,24 +429,32 @@ def test_tensor_out_of_range_weights_clamp():
     assert torch.equal(run("tensor", a, b, w=Weights(0.0, 0.5)), a)
 
 
-def test_tensor2_works_on_dim_1():
-    a = torch.arange(30, dtype=torch.float32).reshape(3, 10)
+def test_tensor2_measures_a_long_dim_1_on_itself():
+    a = torch.arange(3 * 120, dtype=torch.float32).reshape(3, 120)
     b = -1.0 - a
-    assert _which(run("tensor2", a, b, w=Weights(0.5, 0.25)), a, 1) == "AABBBBBAAA"
-    # a + b = 1.25: start from B, columns [floor(2.5), floor(7.5)) = [2, 7) from A
-    assert _which(run("tensor2", a, b, w=Weights(0.5, 0.75)), a, 1) == "BBAAAAABBB"
+    # dim 1 longer than 100 (the incumbent's threshold): columns [floor(120·0.25), floor(120·0.75)) from B
+    assert _which(run("tensor2", a, b, w=Weights(0.5, 0.25)), a, 1) == "A" * 30 + "B" * 60 + "A" * 30
+    # a + b = 1.25: start from B, columns [floor(120·0.25), floor(120·0.75)) = [30, 90) from A
+    assert _which(run("tensor2", a, b, w=Weights(0.5, 0.75)), a, 1) == "B" * 30 + "A" * 60 + "B" * 30
 
 
-def test_tensor2_rows_both_branches_conv():
-    a = rand(4, 8, 3, 3, seed=18)
-    b = rand(4, 8, 3, 3, seed=19)
-    # first branch: columns [2, 6) from B
-    assert _which(run("tensor2", a, b, w=Weights(0.5, 0.25)), a, 1) == "AABBBBAA"
-    # second branch: a + b = 1.25: start from B, columns [2, 6) from A
-    assert _which(run("tensor2", a, b, w=Weights(0.5, 0.75)), a, 1) == "BBAAAABB"
-    # dim 0 untouched by tensor2: every row mixes A and B columns the same way
-    out = run("tensor2", a, b, w=Weights(0.5, 0.25))
-    assert torch.equal(out[:, 2:6], b[:, 2:6]) and torch.equal(out[:, :2], a[:, :2])
+def test_tensor2_measures_a_short_dim_1_on_dim_0_as_the_incumbent_does():
+    """hako-mikan/sd-webui-supermerger scripts/mergers/mergers.py tensormerge (0b1c491): the band's
+    bounds come from shape[0] unless shape[1] > 100, and are cut from dim 1 with Python's slice clipping."""
+    a = rand(40, 8, seed=18)
+    b = rand(40, 8, seed=19)
+    # bounds from 40 rows: [floor(40·0.05), floor(40·0.15)) = [2, 6), cut from the 8 columns
+    assert _which(run("tensor2", a, b, w=Weights(0.1, 0.05)), a, 1) == "AABBBBAA"
+    # [10, 30) lies past the 8 columns: nothing is swapped
+    assert torch.equal(run("tensor2", a, b, w=Weights(0.5, 0.25)), a)
+    # a + b = 1.25: start from B and copy A's [10, 30), past the end: all B
+    assert torch.equal(run("tensor2", a, b, w=Weights(0.5, 0.75)), b)
+
+
+def test_tensor2_leaves_the_unets_first_conv_alone():
+    a, b = rand(320, 4, 3, 3, seed=20), rand(320, 4, 3, 3, seed=21)  # input_blocks.0.0.weight: 4 in-channels
+    assert torch.equal(run("tensor2", a, b, w=Weights(0.5, 0.25)), a)  # [80, 240) of 4 channels: none
+    assert _which(run("tensor2", a, b, w=Weights(0.005, 0.0)), a, 1) == "BAAA"  # [0, floor(1.6)) = [0, 1)
 
 
 def test_tensor2_on_1d_uses_dim_0():
@@ -452,6 +468,8 @@ def test_tensor2_on_1d_uses_dim_0():
 def test_tensor_rows_match_exact_arithmetic(n, ia, ib, second):
     """alpha, beta as typed decimals (hundredths); row bounds by exact integer arithmetic."""
     al, be = ia / 100, ib / 100
+    if second:  # tensor2 measures dim 1 on itself once it is longer than 100
+        n += 100
     a = torch.arange(n, dtype=torch.float32).reshape(n, 1) if not second else \
         torch.arange(n, dtype=torch.float32).reshape(1, n)
     b = -1.0 - a
@@ -473,7 +491,8 @@ def test_cosine_a_hand_values():
     a = t([[1.0, 0.0], [0.0, 1.0]])
     b = t([[2.0, 0.0], [0.0, -1.0]])
     # normalised columns: [1,0]·[1,0] = 1 and [0,1]·[0,-1] = -1; flat Â·B̂ = 0 -> s = [.5, -.5]
-    assert torch.equal(REGISTRY["cosine_a"].stat(a.clone(), b.clone()), t([0.5, -0.5]))
+    # cosine_a's samples for lo/hi are the column cosines alone (the incumbent's precosine)
+    assert torch.equal(REGISTRY["cosine_a"].stat(a.clone(), b.clone()), t([1.0, -1.0]))
     ctx = KeyContext(KEY, lo=-0.5, hi=0.5)
     # normalised s = [1, 0]; alpha -0.25 counts as |alpha|: k = [.75, 0]
     out = run("cosine_a", a, b, w=Weights(-0.25), ctx=ctx)
@@ -497,8 +516,12 @@ def test_cosine_b_hand_values():
     assert k[0] == 1 and 0 < k[1] < 1  # one column kept, the other blended
 
 
-def _cos_np(x, y, axis=None):
-    return np.sum(x * y, axis=axis) / (np.linalg.norm(x, axis=axis) * np.linalg.norm(y, axis=axis))
+def _cos_np(x, y, axis=None, eps=None):
+    """cos(x, y); with eps, each norm is clamped to eps first (torch's cosine_similarity: 0 for a zero column)."""
+    nx, ny = np.linalg.norm(x, axis=axis), np.linalg.norm(y, axis=axis)
+    if eps is not None:
+        nx, ny = np.maximum(nx, eps), np.maximum(ny, eps)
+    return np.sum(x * y, axis=axis) / (nx * ny)
 
 
 def _cosine_numpy(a, b, normalise, alpha, lo, hi):
@@ -509,7 +532,7 @@ def _cosine_numpy(a, b, normalise, alpha, lo, hi):
     else:
         a_n, b_n = a, b
     with np.errstate(invalid="ignore", divide="ignore"):
-        s = (_cos_np(a_n, b_n, axis=0) + _cos_np(a_n.ravel(), b_n.ravel())) / 2
+        s = (_cos_np(a_n, b_n, axis=0, eps=1e-8) + _cos_np(a_n.ravel(), b_n.ravel())) / 2
     k = np.clip((s - lo) / (hi - lo) - (abs(alpha) if normalise else alpha), 0, 1)
     k = np.where(np.isnan(s), 1.0, k)
     return s, b + k * (a - b)
@@ -525,11 +548,19 @@ def test_cosine_percentile_rule_against_numpy(method_id, alpha):
         a = rand(*shape, seed=100 + i)
         b = a + 0.7 * rand(*shape, seed=200 + i)  # correlated, so s spreads over a real range
         pairs.append((a, b))
-    pairs[4][0][:, 2] = 0.0  # a zero column: NaN sample, dropped from the percentiles
+    pairs[4][0][:, 2] = 0.0  # a zero column: torch's cosine says 0 there, and 0 is a sample
     ctx = cosine_ctx(method_id, pairs)
-    all_s = np.concatenate([np.ravel(_cosine_numpy(a.double().numpy(), b.double().numpy(), normalise,
-                                                   alpha, 0.0, 1.0)[0]) for a, b in pairs])
-    lo, hi = np.percentile(all_s[~np.isnan(all_s)], [1, 99])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if normalise:  # cosine_a: the column cosines of the normalised tensors
+            all_s = np.concatenate([np.ravel(_cos_np(*[x / np.maximum(np.linalg.norm(x, axis=0, keepdims=True), 1e-12)
+                                                       for x in (np.atleast_1d(a.double().numpy()),
+                                                                 np.atleast_1d(b.double().numpy()))],
+                                                     axis=0, eps=1e-8)) for a, b in pairs])
+        else:  # cosine_b: s itself
+            all_s = np.concatenate([np.ravel(_cosine_numpy(a.double().numpy(), b.double().numpy(), normalise,
+                                                           alpha, 0.0, 1.0)[0]) for a, b in pairs])
+    assert not normalise or 0.0 in all_s  # the zero column is a sample, not a NaN
+    lo, hi = incumbent_range(all_s)
     assert ctx.lo == pytest.approx(lo, abs=1e-6) and ctx.hi == pytest.approx(hi, abs=1e-6)
     for a, b in pairs:
         _, expected = _cosine_numpy(a.double().numpy(), b.double().numpy(), normalise, alpha, lo, hi)
@@ -547,21 +578,29 @@ def test_cosine_stat_shapes(method_id):
 
 
 @pytest.mark.parametrize("method_id", ["cosine_a", "cosine_b"])
-def test_cosine_zero_column_keeps_a(method_id):
+def test_cosine_zero_column_has_similarity_0_as_in_torch(method_id):
+    """The incumbent's torch.nn.CosineSimilarity clamps each norm to eps: a zero column has cosine 0
+    (a sample like any other), and its k follows from s = (0 + flat cosine) / 2."""
     a, b = rand(5, 4, seed=20), rand(5, 4, seed=21)
     a[:, 1] = 0.0
     b[:, 3] = 0.0
-    s = REGISTRY[method_id].stat(a.clone(), b.clone())
-    assert torch.isnan(s[[1, 3]]).all() and not torch.isnan(s[[0, 2]]).any()
-    out = run(method_id, a, b, w=Weights(0.9), ctx=KeyContext(KEY, lo=-1.0, hi=1.0))
-    assert torch.isfinite(out).all()
-    assert torch.equal(out[:, 1], a[:, 1]) and torch.equal(out[:, 3], a[:, 3])
+    m = REGISTRY[method_id]
+    if method_id == "cosine_a":
+        assert torch.equal(m.stat(a.clone(), b.clone())[[1, 3]], t([0.0, 0.0]))
+    ctx = KeyContext(KEY, lo=-1.0, hi=1.0)
+    s, expected = _cosine_numpy(a.double().numpy(), b.double().numpy(), m.normalise, 0.1, -1.0, 1.0)
+    assert np.isfinite(s).all()
+    out = run(method_id, a, b, w=Weights(0.1), ctx=ctx)
+    np.testing.assert_allclose(out.numpy(), expected, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("method_id", ["cosine_a", "cosine_b"])
 def test_cosine_all_zero_tensor_keeps_a(method_id):
+    """A whole zero tensor: the flat cosine is 0/0 (the incumbent writes NaN into the model there);
+    k = 1 keeps A instead (README: what differs from SuperMerger)."""
     a, b = torch.zeros(3, 4), rand(3, 4, seed=22)
-    assert torch.isnan(REGISTRY[method_id].stat(a.clone(), b.clone())).all()
+    if method_id == "cosine_b":
+        assert torch.isnan(REGISTRY[method_id].stat(a.clone(), b.clone())).all()
     out = run(method_id, a, b, w=Weights(0.5), ctx=KeyContext(KEY, lo=0.0, hi=1.0))
     assert torch.equal(out, a)
 

@@ -13,15 +13,14 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, MutableMapping
 
-import numpy as np
 import torch
 
 from . import pipeline
+from .cosine_stats import cosine_range
 from .engine_types import CancelToken, Progress
-from ..errors import Cancelled
 from ..io.atomic import atomic_write, check_output, shorten
 from ..io.hashing import HashCache
-from ..io.models import ModelSource, open_model, read_shapes
+from ..io.models import open_model, read_shapes
 from ..io.safetensors_io import SafetensorsWriter
 from .plan import MergePlan, build_plan
 from .presets import PresetBook
@@ -79,7 +78,7 @@ def merge(recipe: Recipe, output: str | MutableMapping[str, torch.Tensor] | None
     threads_before = torch.get_num_threads()
     torch.set_num_threads(1)  # measured: on a shared 2-core box one intra-op thread is fastest
     try:
-        ctx_stats = _stats_pass(plan, sources, progress, cancel) if plan.method.needs_stats else None
+        ctx_stats = cosine_range(plan, sources, progress, cancel) if plan.method.needs_stats else None
         if to_file:
             entries = [(k.key, k.out_dtype, k.shape) for k in plan.keys]
             with atomic_write(output, overwrite) as f:
@@ -95,26 +94,3 @@ def merge(recipe: Recipe, output: str | MutableMapping[str, torch.Tensor] | None
         for s in sources:
             s.close()
     return MergeResult(output if to_file else None, sd, meta, plan, hashes, time.perf_counter() - t0)
-
-
-def _stats_pass(plan: MergePlan, sources: list[ModelSource], progress: Progress | None,
-                cancel: CancelToken | None) -> tuple[float, float]:
-    """First pass of the cosine modes: collect every merged key's similarity samples, take percentiles."""
-    samples = []
-    keys = [k for k in plan.keys if k.merge]
-    for i, kp in enumerate(keys):
-        if cancel is not None and cancel.cancelled:
-            raise Cancelled()
-        a = sources[0].get(kp.key).to(torch.float32)
-        b = sources[1].get(kp.key).to(torch.float32)
-        if kp.channels is not None:
-            a, b = a[:, :kp.channels], b[:, :kp.channels]
-        s = plan.method.stat(a, b).reshape(-1).numpy()
-        samples.append(s[~np.isnan(s)])
-        if progress:
-            progress(i + 1, len(keys), "similarity statistics")
-    allv = np.concatenate(samples) if samples else np.zeros(1)
-    if allv.size == 0:
-        allv = np.zeros(1)
-    lo, hi = np.percentile(allv, [1, 99])
-    return float(lo), float(hi)

@@ -285,19 +285,18 @@ class _Compute:
 
     def __call__(self, job: Job, ts: list[torch.Tensor], out: torch.Tensor) -> None:
         kp = job.kp
-        if not kp.merge:
-            if kp.adjust:
-                out.copy_(self.adjust.apply(kp.key, ts[0].to(torch.float32), self.arch_id).reshape(-1))
-            else:
-                out.copy_(ts[0].reshape(-1))
+        if not kp.merge:  # A's bytes (cast to the output dtype); never adjusted (plan.py)
+            out.copy_(ts[0].reshape(-1))
             return
         ctx = KeyContext(kp.key, self.lo, self.hi)
         if not job.whole and self.device.type == "cpu":
             self._slices(job, ts, out, ctx)
             return
         fs = [t.to(self.device, torch.float32) for t in ts]
+        # the incumbent skips the rest of a key, adjust included, where the method leaves A as it is
+        adjust = kp.adjust and not self.method.leaves_a(*fs)
         r = self._merge(kp, fs, ctx)
-        if kp.adjust:
+        if adjust:
             r = self.adjust.apply(kp.key, r, self.arch_id)
         out.copy_(r.reshape(-1))
 

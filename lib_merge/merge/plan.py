@@ -154,8 +154,9 @@ def build_plan(recipe: Recipe, headers: list[dict[str, TensorInfo]], metadata: l
         block = arch.block_of(key)
         is_adj_key = key in adjust_mod.KEYS
         adjusted = adj is not None and is_adj_key
-        keep = KeyPlan(key, ia.shape, dtype, False, adjust=adjusted, block=block)  # A's value
-        if block is None or not ia.is_float or (comp is Component.VAE and not merge_vae):
+        # a key that is not merged is A's bit for bit: adjust (REFERENCE §4, §5) does not touch it either
+        keep = KeyPlan(key, ia.shape, dtype, False, block=block)
+        if block is None or not ia.is_float or not merged_by_name(key) or (comp is Component.VAE and not merge_vae):
             plans.append(keep)
             continue
         if sel is not None:
@@ -182,6 +183,13 @@ def build_plan(recipe: Recipe, headers: list[dict[str, TensorInfo]], metadata: l
         if extra:
             notes.append(f"{extra} keys only in model {SLOTS[i]} were left out (the output has A's keys)")
     return MergePlan(recipe, method, arch, infos, headers, metadata or [{} for _ in headers], plans, ab, bb, adj, notes)
+
+
+def merged_by_name(key: str) -> bool:
+    """The incumbent merges only keys named like weights or biases (anywhere in the name), so
+    `position_ids` and the OpenCLIP encoders' `logit_scale`, `positional_embedding` and
+    `text_projection` stay A's in every mode (REFERENCE §2)."""
+    return "weight" in key or "bias" in key
 
 
 def _channels(key: str, ia: TensorInfo, others: list[TensorInfo], names: list[str]) -> int | None:

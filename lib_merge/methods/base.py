@@ -41,6 +41,11 @@ class MergeMethod:
     def merge(self, a: Tensor, b: Tensor | None, c: Tensor | None, w: Weights, ctx: KeyContext) -> Tensor:
         raise NotImplementedError
 
+    def leaves_a(self, a: Tensor, b: Tensor | None = None, c: Tensor | None = None) -> bool:
+        """True where this key's inputs make the method skip the key altogether (A as it is, and no
+        adjust after it, as in the incumbent); whole float32 tensors."""
+        return False
+
     def stat(self, a: Tensor, b: Tensor) -> Tensor:
         """First-pass samples of one key, a 1-D float32 tensor (only for needs_stats methods); the
         engine pools every key's samples and passes their 1st/99th percentiles as ctx.lo / ctx.hi."""

@@ -1,14 +1,16 @@
 """Cosine A / Cosine B: per column, keep A where A and B agree more than usual, B elsewhere.
 
 s = (cos(A, B along dim 0) + cos(flat A, flat B)) / 2 per element of shape[1:], over L2-normalised
-tensors for cosine_a and raw ones for cosine_b. A first pass collects every key's s (stat); the
-engine hands the 1st and 99th percentiles in as ctx.lo / ctx.hi; then
-k = clip((s - lo)/(hi - lo) - a, 0, 1) (|a| for cosine_a) and result = B + k·(A - B) (REFERENCE §2).
+tensors for cosine_a and raw ones for cosine_b. A first pass collects similarity samples over the
+model (`stat`, REFERENCE §2: the incumbent's population, see merge/cosine_stats.py) and hands lo and
+hi in as ctx.lo / ctx.hi; then k = clip((s - lo)/(hi - lo) - a, 0, 1) (|a| for cosine_a) and
+result = B + k·(A - B).
 
-Where a column of A or B (or the whole of A or B) is zero its similarity is undefined: s is NaN.
-stat reports the NaN so the engine drops it instead of letting an invented value shift the
-percentiles; merge then uses k = 1, i.e. keeps A there — the model being refined stays as it was
-where there is nothing to compare.
+The numbers are the incumbent's (hako-mikan/sd-webui-supermerger, scripts/mergers/mergers.py,
+precosine and cosine, 0b1c491), computed with the same torch functions in the same order: torch's
+cosine similarity gives 0 for a zero column (its eps), and cosine_a's samples are the column
+cosines alone while its k uses the combined s. Where a whole tensor of A or B is zero, the flat
+cosine is 0/0: the incumbent then writes NaN into the model; here k = 1 keeps A for that key.
 """
 from __future__ import annotations
 
@@ -18,16 +20,10 @@ import torch.nn.functional as F
 from .base import KeyContext, MergeMethod, Tensor, Weights, register
 
 
-def _cos_columns_and_flat(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
-    """cos(x, y) along dim 0 and over the flat tensors, NaN where a norm is 0 (no eps, unlike torch's).
-
-    The flat dot product and norms are reduced from the per-column ones, so the big tensors are
-    multiplied and squared once.
-    """
-    dot = torch.sum(x * y, dim=0)
-    nx, ny = torch.linalg.vector_norm(x, dim=0), torch.linalg.vector_norm(y, dim=0)
-    columns = dot / (nx * ny)
-    flat = dot.sum() / (torch.linalg.vector_norm(nx) * torch.linalg.vector_norm(ny))
+def _columns_and_flat(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+    """cos(x, y) along dim 0 (torch's, eps-guarded) and over the flat tensors (unguarded)."""
+    columns = F.cosine_similarity(x, y, dim=0)
+    flat = torch.dot(x.reshape(-1), y.reshape(-1)) / (torch.norm(x) * torch.norm(y))
     return columns, flat
 
 
@@ -38,18 +34,21 @@ class _Cosine(MergeMethod):
     needs_stats = True
     normalise: bool
 
+    def _prepare(self, a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
+        if self.normalise:
+            return F.normalize(a, p=2.0, dim=0), F.normalize(b, p=2.0, dim=0)
+        return a, b
+
     def similarity(self, a: Tensor, b: Tensor) -> Tensor:
         """s for one key: shape a.shape[1:] (0-d for 1-d and 0-d tensors)."""
-        if a.ndim == 0:  # one element is one column of length 1
-            a, b = a.reshape(1), b.reshape(1)
-        if self.normalise:
-            # F.normalize's eps leaves a zero column zero, so its cosine stays NaN below
-            a, b = F.normalize(a, p=2.0, dim=0), F.normalize(b, p=2.0, dim=0)
-        columns, flat = _cos_columns_and_flat(a, b)
+        columns, flat = _columns_and_flat(*self._prepare(a, b))
         return (columns + flat) / 2.0
 
     def stat(self, a: Tensor, b: Tensor) -> Tensor:
-        """Every similarity sample of this key, flat float32, NaN where undefined."""
+        """This key's samples for lo and hi, flat float32: the column cosines of the normalised
+        tensors for cosine_a, s itself for cosine_b (the incumbent's precosine)."""
+        if self.normalise:
+            return F.cosine_similarity(*self._prepare(a, b), dim=0).reshape(-1).to(torch.float32)
         return self.similarity(a, b).reshape(-1).to(torch.float32)
 
     def offset(self, alpha: float) -> float:
@@ -64,7 +63,7 @@ class _Cosine(MergeMethod):
         # all samples equal: nothing sets this key apart, so the normalised term is 0, not 0/0
         norm = (s - ctx.lo) / span if span != 0 else torch.zeros_like(s)
         k = (norm - self.offset(w.alpha)).clamp_(0.0, 1.0)
-        k.masked_fill_(torch.isnan(s), 1.0)  # undefined similarity keeps A (module docstring)
+        k.masked_fill_(torch.isnan(s), 1.0)  # a whole zero tensor: keep A (module docstring)
         # k has shape[1:], so it broadcasts over dim 0: one k per column
         return torch.lerp(b, a, k, out=b)
 

@@ -3,6 +3,10 @@
 alpha is the width of the band and beta where it starts, both as fractions of the dim. When the band
 would run past the end (a + b > 1) it wraps: start from B and keep A's rows
 [n·(a+b-1), n·b) instead (REFERENCE §2).
+
+Tensor 2 cuts dim 1 as the incumbent does: the band is measured on dim 1 only where dim 1 is longer
+than 100 (SWAP2_MIN_COLUMNS); elsewhere it is measured on dim 0 and still cut from dim 1, clipped to
+its length, so a short dim 1 (the UNet's first conv: 4 input channels) is mostly left alone.
 """
 from __future__ import annotations
 
@@ -21,15 +25,21 @@ def _row(n: int, frac: float) -> int:
     return min(max(math.floor(round(n * frac, 9)), 0), n)
 
 
-def swap_band(a: Tensor, b: Tensor, alpha: float, beta: float, dim: int) -> Tensor:
-    """The tensor merge on one dim; writes into a or b and returns it."""
-    n = a.shape[dim]
+SWAP2_MIN_COLUMNS = 100  # the incumbent's tensor2: dim 1 sets the band only when longer than this
+
+
+def swap_band(a: Tensor, b: Tensor, alpha: float, beta: float, dim: int, n: int | None = None) -> Tensor:
+    """The tensor merge on one dim, the band measured as fractions of n (default: that dim's length)
+    and clipped to the dim; writes into a or b and returns it."""
+    size = a.shape[dim]
+    n = size if n is None else n
     if round(alpha + beta, 9) <= 1.0:
         base, donor = a, b
         start, stop = _row(n, beta), _row(n, alpha + beta)
     else:
         base, donor = b, a
         start, stop = _row(n, alpha + beta - 1.0), _row(n, beta)
+    start, stop = min(start, size), min(stop, size)
     if stop > start:
         base.narrow(dim, start, stop - start).copy_(donor.narrow(dim, start, stop - start))
     return base
@@ -62,4 +72,7 @@ class TensorSwap2(MergeMethod):
         assert b is not None
         if a.ndim == 0:
             return a  # see TensorSwap
-        return swap_band(a, b, w.alpha, w.beta, dim=1 if a.ndim >= 2 else 0)
+        if a.ndim == 1:
+            return swap_band(a, b, w.alpha, w.beta, dim=0)
+        n = a.shape[1] if a.shape[1] > SWAP2_MIN_COLUMNS else a.shape[0]
+        return swap_band(a, b, w.alpha, w.beta, dim=1, n=n)

@@ -17,6 +17,10 @@ class TrainDifference(MergeMethod):
     mode = "add_difference"
     n_models = 3
 
+    def leaves_a(self, a: Tensor, b: Tensor | None = None, c: Tensor | None = None) -> bool:
+        # the incumbent's `if B == C: keep A; continue` (exact equality) skips adjust for the key too
+        return b is not None and c is not None and torch.equal(b, c)
+
     def merge(self, a: Tensor, b: Tensor | None, c: Tensor | None, w: Weights, ctx: KeyContext) -> Tensor:
         assert b is not None and c is not None
         diff = torch.sub(b, c, out=c)  # B - C, in c's buffer
