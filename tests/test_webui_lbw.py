@@ -236,13 +236,18 @@ def test_hires_does_not_read_the_lora_again(a1111):
     ("<lora:style:1:1:lbw=1,1,1,1,1,1,1,1,1,1,1,1>", "12 values"),
     ("<lora:style:1:1:start=5:stop=2>", "start=5 is not before stop=2"),
 ])
-def test_a_bad_tag_stops_the_job_and_says_why(webui, tag, reason):
+def test_a_bad_tag_stops_the_job_and_says_why(webui, tag, reason, caplog):
     setup(webui, "style")
     p, res = webui.txt2img(f"a cat {tag}", steps=2)
     assert res.images == [] and p.unet_snapshots == []
     assert webui.shared.state.interrupted
     assert reason in res.comments and tag in res.comments
     assert reason in p.extra_generation_params["LBW error"]
+    # a user's mistake: one console line, and nothing raised into the ScriptRunner, which would print
+    # it with a traceback (errors.report(..., exc_info=True) in the real modules/scripts.py)
+    assert webui.errors.reported == []
+    ours = [r for r in caplog.records if r.name == "lib_merge"]
+    assert len(ours) == 1 and reason in ours[0].getMessage() and ours[0].exc_info is None
 
 
 def test_the_switch_turns_block_weights_off(webui):

@@ -32,10 +32,6 @@ PROGRESS_ATTR = "blockmerge_progress"
 TITLE = "LoRA Block Weight"
 
 
-class LbwStop(MergeError):
-    """A tag the script cannot apply: the job is stopped and the reason shown."""
-
-
 @dataclass
 class Job:
     """What one processing object (`p`) needs between hooks."""
@@ -107,9 +103,15 @@ class Runtime:
         job = getattr(p, ATTR, None)
         return job if isinstance(job, Job) and job.owner == id(p) else None
 
-    def fail(self, p: Any, message: str) -> LbwStop:
+    def fail(self, p: Any, message: str) -> None:
+        """Stop the job for a user's mistake: the reason in the UI (comment, infotext), one console line.
+
+        Nothing is raised: the webui's ScriptRunner catches what a hook raises and prints it with a
+        traceback (A1111 1.10 modules/scripts.py, `errors.report(..., exc_info=True)`), which a typo
+        in a prompt must not produce. Interrupt is what stops the job."""
         from modules import shared
         text = f"{TITLE} stopped the job: {message}"
+        log.warning("%s", text)
         if hasattr(p, "comment"):
             p.comment(text)
         p.extra_generation_params["LBW error"] = message
@@ -117,7 +119,6 @@ class Runtime:
         job = self._job(p)
         if job is not None:
             job.enabled = False
-        return LbwStop(text)
 
     def _note_te(self, p: Any, state: str | None) -> None:
         """Cond caches have no slot for text-encoder weights: empty them when ours are in play or change."""
@@ -148,7 +149,8 @@ class Runtime:
                 job.presets = analyzer_run.elements_book(job.presets, elements)
                 job.presets_key = (job.presets_key, elements)
         except MergeError as e:
-            raise self.fail(p, str(e)) from None
+            self.fail(p, str(e))
+            return
         prompts = list(getattr(p, "all_prompts", None) or [p.prompt if isinstance(p.prompt, str) else ""])
         prompts += list(getattr(p, "all_hr_prompts", None) or [])
         texts = lbw_tags.tags_in_prompts(prompts)
@@ -163,7 +165,7 @@ class Runtime:
             if tags:
                 p.extra_generation_params.update(lbw_tags.infotext(tags, job.arch, job.presets))
         except MergeError as e:
-            raise self.fail(p, str(e)) from None
+            self.fail(p, str(e))
 
     def before_process_batch(self, p: Any) -> None:
         self.applier.restore(p)
@@ -180,7 +182,8 @@ class Runtime:
                                  f"{job.uses[0].text}: block weights need an SD1, SD2 or SDXL model")
         except MergeError as e:
             job.uses = []
-            raise self.fail(p, str(e)) from None
+            self.fail(p, str(e))
+            return
         job.seed = int(seeds[0]) if seeds else None
         job.phase = job.phase_at(1)
         self.applier.activate(p, job)  # with no tags of ours, this takes back what an earlier pass installed
