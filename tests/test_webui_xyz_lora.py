@@ -80,6 +80,18 @@ def test_apply_reaches_the_lora_block_weight_script(webui):
     assert "lbw=XYZ" in p.prompt  # the plot's own p is left as typed: only the cells' copies change
 
 
+def test_the_grid_infotext_holds_the_prompt_as_typed_and_each_cell_its_own_weights(webui):
+    """Pasting the grid's parameters back must re-run the plot: the grid's infotext (made by the
+    X/Y/Z script from the first cell's p after its render) says lbw=XYZ and names the axis; each
+    cell's image keeps the concrete weights it was rendered with."""
+    seed001(webui)
+    p, processed, script = run_xyz(webui, LABEL, "NONE, ALL")
+    grid = script.grid_infotext
+    assert "<lora:mine:1:1:lbw=XYZ>" in grid and f"X Type: {LABEL}" in grid and "X Values: " in grid
+    zeros, ones = ",".join(["0"] * 12), ",".join(["1"] * 12)
+    assert f"lbw={zeros}>" in processed.infotexts[0] and f"lbw={ones}>" in processed.infotexts[1]
+
+
 def test_the_axis_combines_with_the_webuis_own_axes(webui):
     seed001(webui)
     p, processed, _ = run_xyz(webui, LABEL, "INS\nOUTD", y=("Seed", "5, 6"))

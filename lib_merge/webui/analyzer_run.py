@@ -60,17 +60,40 @@ def has_placeholder(p: Any) -> bool:
     return any(count_placeholders(x) for x in _prompts_of(p))
 
 
+_PROMPT_FIELDS = ("prompt", "hr_prompt", "all_prompts", "all_hr_prompts", "main_prompt", "main_hr_prompt")
+TYPED_ATTR = "blockmerge_lbw_typed"  # on p: its prompt fields as they were before `substitute`
+
+
 def substitute(p: Any, settings: LoraSettings) -> None:
-    """Put the render's weights where the prompts (as typed, expanded, hires) say `lbw=XYZ`."""
+    """Put the render's weights where the prompts (as typed, expanded, hires) say `lbw=XYZ`; the
+    fields as typed are kept on p for `restore_typed`."""
     def fix(x: Any) -> Any:
         return apply_override(x, settings) if isinstance(x, str) and count_placeholders(x) else x
 
-    for name in ("prompt", "hr_prompt", "all_prompts", "all_hr_prompts", "main_prompt", "main_hr_prompt"):
+    typed = getattr(p, TYPED_ATTR, None)
+    if typed is None:
+        setattr(p, TYPED_ATTR, {name: getattr(p, name) for name in _PROMPT_FIELDS if hasattr(p, name)})
+    for name in _PROMPT_FIELDS:
         v = getattr(p, name, None)
         if isinstance(v, list):
             setattr(p, name, [fix(x) for x in v])
         elif isinstance(v, str):
             setattr(p, name, fix(v))
+
+
+def restore_typed(p: Any) -> None:
+    """After a render (the script's postprocess): the prompts as typed again, `lbw=XYZ` included.
+
+    The images' own infotexts were written during the render, with the concrete weights; what reads
+    p afterwards — the X/Y/Z script builds its grid's infotext from the first cell's p once
+    process_images returns (A1111 1.10 scripts/xyz_grid.py) — gets the prompt the user typed, so
+    pasting the grid's parameters back runs the plot again."""
+    typed = getattr(p, TYPED_ATTR, None)
+    if typed is None:
+        return
+    for name, value in typed.items():
+        setattr(p, name, value)
+    delattr(p, TYPED_ATTR)
 
 
 def prepare(p: Any, enabled: bool, args: PlotArgs, arch: Architecture | None, presets: Any) -> str | None:

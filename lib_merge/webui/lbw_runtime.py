@@ -209,7 +209,10 @@ class Runtime:
         """The generation is done: put the originals back, then render a plot it started, if any."""
         from . import analyzer_run
         self.applier.restore(p)
-        analyzer_run.finish(p, processed)
+        try:
+            analyzer_run.finish(p, processed)
+        finally:
+            analyzer_run.restore_typed(p)
 
     # ---- callbacks ------------------------------------------------------------------------------
     def on_cfg_denoiser(self, params: Any) -> None:

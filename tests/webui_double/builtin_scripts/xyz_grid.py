@@ -12,7 +12,10 @@
 - `SharedSettingsStackHelper` around the loops: its exit reloads the selected checkpoint
   (`reload_model_weights()`, a stub in Forge).
 No grid is drawn: `processed.images` holds the cells' first images, X fastest, then Y, then Z
-(`Script.order` lists the cells in the order they ran). `run()` has the webui's arguments.
+(`Script.order` lists the cells in the order they ran). The grid's infotext (`Script.grid_infotext`)
+is made as the webui makes it (A1111 1.10 scripts/xyz_grid.py, the `cell` closure): right after the
+first cell's process_images(pc) returns, `create_infotext(pc, pc.all_prompts, pc.all_seeds,
+pc.all_subseeds)` with `Script`, `X Type` / `X Values` (and Y, Z) added to pc's extra parameters. `run()` has the webui's arguments.
 Loaded by tests/webui_double/xyz.py as the webui loads it, as a module named "xyz_grid.py".
 (webui_root/scripts/xyz_grid.py is a smaller double of the same script, without ranges and the
 cost order; the two can become one.)
@@ -181,6 +184,7 @@ class Script(scripts.Script):
         images = [None] * (len(xs) * len(ys) * len(zs))
         infotexts = [""] * len(images)
         shared.state.job_count = len(images) * p.n_iter
+        self.grid_infotext = None
 
         def cell(ix, iy, iz):
             if shared.state.interrupted:
@@ -196,6 +200,14 @@ class Script(scripts.Script):
                 errors.display(e, "generating image for xyz plot")
                 return
             self.order.append((ix, iy, iz))
+            if self.grid_infotext is None and ix == 0 and iy == 0 and iz == 0:
+                pc.extra_generation_params = copy(pc.extra_generation_params)
+                pc.extra_generation_params["Script"] = self.title()
+                for name, opt, text in (("X", x_opt, x_values), ("Y", y_opt, y_values), ("Z", z_opt, z_values)):
+                    if opt.label != "Nothing":
+                        pc.extra_generation_params[f"{name} Type"] = opt.label
+                        pc.extra_generation_params[f"{name} Values"] = text
+                self.grid_infotext = processing.create_infotext(pc, pc.all_prompts, pc.all_seeds, pc.all_subseeds)
             if res.images:
                 images[ix + iy * len(xs) + iz * len(xs) * len(ys)] = res.images[0]
                 infotexts[ix + iy * len(xs) + iz * len(xs) * len(ys)] = res.infotexts[0]
