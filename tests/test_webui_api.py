@@ -58,6 +58,24 @@ def test_merge_mistakes_are_one_line_messages(a1111, body, message):
     assert message in str(e.value) and "\n" not in str(e.value)
 
 
+@pytest.mark.parametrize("recipe,says,field", [
+    ({"alpha_blocks": "1,2,3"}, '"alpha_blocks" has 3 values', "alpha_blocks"),
+    ({"alpha_blocks": "GRAD_Q"}, "GET /blockmerge/v1/presets", None),
+    ({"beta_blocks": "1,2"}, '"beta_blocks" has 2 values', "beta_blocks"),
+    ({"include": "IN00", "exclude": "OUT00"}, '"include" and "exclude" were both given', "include"),
+])
+def test_rest_errors_speak_json_not_cli(a1111, recipe, says, field):
+    """The same error as the CLI's, worded with the request's own field names and endpoints."""
+    from lib_merge.webui.api import error_body, merge_route
+    models(a1111)
+    with pytest.raises(MergeError) as e:
+        merge_route({"recipe": {"models": ["A", "B"], **recipe}}, deps(a1111))
+    body = error_body(e.value)
+    assert says in body["error"], body
+    assert "--" not in body["error"] and "python -m" not in body["error"]
+    assert (field in body["fields"]) if field else True
+
+
 def test_presets_lists_merge_and_lora_presets(a1111, tmp_path):
     from lib_merge.webui.api import presets_route
     lbw = tmp_path / "lbw.txt"
@@ -93,7 +111,8 @@ def test_fastapi_routes(a1111):
     r = client.post("/blockmerge/v1/merge", json={"recipe": {"models": ["A", "B"], "alpha": 0.5}, "output": "m"})
     assert r.status_code == 200 and r.json()["output"].endswith("m.safetensors")
     r = client.post("/blockmerge/v1/merge", json={"recipe": {"models": ["A", "B"], "alpha_blocks": "nope"}})
-    assert r.status_code == 400 and "nope" in r.json()["error"]
+    assert r.status_code == 400 and "nope" in r.json()["error"] and "--" not in r.json()["error"]
+    assert r.json()["fields"] == ["alpha_blocks"]
     assert client.get("/blockmerge/v1/presets").status_code == 200
     r = client.post("/blockmerge/v1/parse-tag", json={"tag": "<lora:x:1:1:lbw=12,3>"})
     assert r.status_code == 400 and "2 block weights" in r.json()["error"]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from ..merge.adjust import LIMITS, NAMES
 from ..errors import MergeError
+from ..wording import Surface, for_surface
 from ..methods import CALCS, MODES, REGISTRY
 
 MODE_LABELS: dict[str, str] = {m: REGISTRY[m].label for m in MODES}
@@ -43,24 +44,6 @@ def to_label(table: dict[str, str], key: str) -> str:
     return table.get(key, key)
 
 
-# CLI flag names in core messages, as the tab calls those fields
-_WORDING = (
-    ("--alpha-blocks", "alpha block weights"),
-    ("--beta-blocks", "beta block weights"),
-    ("--include", "include"),
-    ("--exclude", "exclude"),
-    ("pass --overwrite", "tick Overwrite"),
-    ("pass --seed N", "set a seed"),
-    ("use --mode ", "use merge mode "),
-    ("--mode", "merge mode"),
-    ("--calc", "calc mode"),
-    ("--x-range", "X range"),
-)
-
-
 def user_message(err: BaseException) -> str:
     """A MergeError's one-line message, worded for the tab instead of the command line."""
-    text = str(err)
-    for flag, words in _WORDING:
-        text = text.replace(flag, words)
-    return text
+    return for_surface(str(err), Surface.TAB)

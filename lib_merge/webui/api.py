@@ -1,7 +1,7 @@
 """BlockMerge's REST API on the webui's FastAPI app (`on_app_started`), under /blockmerge/v1.
 
 The routes are plain functions of a JSON body (tested without FastAPI); `register(app)` mounts
-them. A user mistake (`MergeError`) is HTTP 400 with `{"error": one line}`. Merges hold
+them. A user mistake (`MergeError`) is HTTP 400 with `{"error": one line in the API's words, "fields": [...]}`. Merges hold
 `modules.call_queue.queue_lock`, the lock `/sdapi/v1/txt2img` holds, so they never run beside a
 generation. Like any route added through `on_app_started`, these are not behind `--api-auth`.
 """
@@ -15,6 +15,7 @@ from typing import Any, Callable, ContextManager, Mapping
 from ..arch.blocks import SD1, SDXL
 from ..merge.engine import merge
 from ..errors import MergeError, OutputError, RecipeError
+from ..wording import Surface, fields_named, for_surface
 from ..io.hashing import HashCache, legacy_hash
 from ..lora.entries import format_entries
 from ..lora.elemental import format_rules
@@ -138,6 +139,13 @@ def parse_tag_route(body: Mapping[str, Any], deps: Deps) -> dict[str, Any]:
 
 
 # ---- FastAPI wiring ----------------------------------------------------------------------------
+def error_body(err: MergeError) -> dict[str, Any]:
+    """A user mistake as the API says it: the one-line message in the request's own words (JSON
+    field names, the presets endpoint), and the fields it is about."""
+    text = str(err)
+    return {"error": for_surface(text, Surface.REST), "fields": fields_named(text)}
+
+
 def register(app: Any, deps: Deps | None = None) -> None:
     from fastapi import Body
     from fastapi.responses import JSONResponse
@@ -148,7 +156,7 @@ def register(app: Any, deps: Deps | None = None) -> None:
         try:
             return fn()
         except MergeError as e:
-            return JSONResponse(status_code=400, content={"error": str(e)})
+            return JSONResponse(status_code=400, content=error_body(e))
 
     def merge_endpoint(body: dict = Body(...)) -> Any:
         return run(lambda: merge_route(body, d))
