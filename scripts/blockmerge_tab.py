@@ -1,8 +1,10 @@
-"""BlockMerge's merge tab and its Settings section, and the Merge axes of the webui's X/Y/Z plot
-(wiring only; the tab is lib_merge/ui, the webui side lib_merge/webui)."""
+"""BlockMerge's merge tab and its Settings section, the Merge axes of the webui's X/Y/Z plot, and the
+model identity of merges loaded in memory (wiring only; the tab is lib_merge/ui, the webui side
+lib_merge/webui)."""
 from modules import script_callbacks
 
 from lib_merge.webui import tab, xyz_merge
+from lib_merge.webui.identity_script import BlockMergeModelIdentity  # noqa: F401  (the webui registers Script subclasses found here)
 
 tab.register_callbacks(script_callbacks)
 xyz_merge.register_callbacks(script_callbacks)

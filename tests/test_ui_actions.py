@@ -27,8 +27,9 @@ class WebuiLikeHost(StandaloneHost):
         self.loaded: list = []
         self.generated: list = []
 
-    def load_state_dict(self, state_dict, base_name, label):
+    def load_state_dict(self, state_dict, base_name, label, identity=None):
         self.loaded.append((dict(state_dict), base_name, label))
+        self.identity = identity
         return f"loaded into {base_name}"
 
     def restore(self):
@@ -119,6 +120,8 @@ def test_merge_and_load(models, state):
     assert "Loaded **A_B_weight_sum**" in out.status and "loaded into A.safetensors" in out.status
     assert out.entry["action"] == "load" and out.entry["output"] is None
     assert sorted(os.listdir(models)) == ["A.safetensors", "B.safetensors", "C.safetensors"]
+    # the loaded merge's identity: its name, and the recipe JSON as saved files carry it
+    assert host.identity.name == "A_B_weight_sum" and json.loads(host.identity.recipe) == out.entry["recipe"]
 
 
 def test_merge_and_generate(models, state):

@@ -9,6 +9,7 @@ import pytest
 
 gr = pytest.importorskip("gradio")
 
+from lib_merge.errors import MergeError  # noqa: E402
 from lib_merge.ui import compat, labels  # noqa: E402
 from lib_merge.ui.events import Handlers, md_escape  # noqa: E402
 from lib_merge.ui.form import FormValues  # noqa: E402
@@ -174,6 +175,32 @@ def test_history_and_file_handlers(models, state, monkeypatch):
     *values, status = h.file_load(stored)
     assert FormValues.from_ui(values).elemental == "IN04::0"
     assert h.file_dropped(None) == ["", "", None]
+
+
+def test_pasted_image_parameters_bring_the_recipe_back(models, state, monkeypatch):
+    """What the webui writes for an image made from a merge in memory (a value with a comma or colon is
+    JSON-quoted, infotext_utils.quote) loads the recipe into the form, as Merge and generate needs."""
+    import json
+
+    from safetensors import safe_open
+    monkeypatch.setattr(gr, "Warning", lambda msg, *a, **k: None)
+    h = Handlers(StandaloneHost(str(models)), state)
+    form = FormValues(model_a="A.safetensors", model_b="B.safetensors", alpha=0.35, alpha_blocks="GRAD_V",
+                      elemental="OUT05::0.5", name="p")
+    h.merge_save(lambda f, desc=None: None, *form.to_ui())
+    with safe_open(str(models / "p.safetensors"), "pt") as f:
+        recipe = f.metadata()["sd_merge_recipe"]
+    for value in (json.dumps(recipe), recipe):  # quoted as the webui writes it, or pasted raw
+        text = f"a cat\nSteps: 2, Seed: 1, Model hash: 0123456789, Model: p, BlockMerge recipe: {value}, Version: v1"
+        *values, status = h.paste_load(text)
+        got = FormValues.from_ui(values)
+        assert (got.model_a, got.model_b, got.alpha, got.elemental) == ("A.safetensors", "B.safetensors", 0.35,
+                                                                          "OUT05::0.5")
+        grad_v = [0.0] + [1 - i / 12 for i in range(12)] + [0.0] + [(i + 1) / 12 for i in range(12)]
+        assert [float(v) for v in got.alpha_blocks.split(",")] == pytest.approx(grad_v)  # recorded expanded
+        assert status.startswith("✓ Loaded the image")
+    with pytest.raises(MergeError, match="no 'BlockMerge recipe'"):
+        h.paste_load("Steps: 2, Model: A")
 
 
 def test_md_escape():

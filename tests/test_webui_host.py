@@ -250,7 +250,7 @@ def test_generate_builds_p_for_each_webui(webui):
         assert p.hr_additional_modules == ["Use same choices"]
     else:
         assert not hasattr(p, "hr_additional_modules")
-    assert [type(s).__name__ for s in p.scripts.alwayson_scripts] == ["LoraBlockWeightScript"]
+    assert [type(s).__name__ for s in p.scripts.alwayson_scripts] == ["LoraBlockWeightScript", "BlockMergeModelIdentity"]
     assert p.script_args == [0, True]
 
 
@@ -259,3 +259,37 @@ def test_interrupt_stops_a_generation(webui):
     h = host()
     h.interrupt()
     assert webui.shared.state.interrupted
+
+
+# ---- the identity of a merge in memory (infotext) ------------------------------------------------------
+def test_images_from_a_merge_in_memory_name_the_merge_and_carry_its_recipe(webui):
+    import hashlib
+    import json
+
+    from lib_merge.merge.identity import identity_of, recipe_from_infotext
+    from lib_merge.webui.identity_script import BlockMergeModelIdentity
+    two_models(webui)
+    webui.load_scripts()
+    paths = tuple(webui.sd_models.get_closet_checkpoint_match(n).filename for n in ("A.safetensors", "B.safetensors"))
+    res = merge(Recipe(models=paths, alpha=0.3), None)
+    h = host()
+    h.load_state_dict(res.state_dict, "A.safetensors", "A_B_mix", identity=identity_of(res.metadata, "A_B_mix"))
+
+    def render() -> str:
+        p = webui.processing.StableDiffusionProcessingTxt2Img(prompt="a cat", steps=2)
+        p.scripts, p.script_args = webui.scripts.runner_with(BlockMergeModelIdentity, [])
+        return webui.processing.process_images(p).infotexts[0]
+
+    info = render()
+    want = hashlib.sha256(res.metadata["sd_merge_recipe"].encode("utf-8")).hexdigest()[:10]
+    assert f"Model hash: {want}" in info and "Model: A_B_mix" in info and "Model: A," not in info
+    assert recipe_from_infotext(info) == json.loads(res.metadata["sd_merge_recipe"])
+    again = merge(Recipe(models=paths, alpha=0.3), None)
+    assert identity_of(again.metadata, "other name").hash == want  # same recipe, same inputs: same hash
+    assert identity_of(merge(Recipe(models=paths, alpha=0.4), None).metadata, "x").hash != want
+    # the tab's Merge and generate goes through the same script
+    out = h.generate(GenSettings(prompt="a cat", steps=2, seed=1, width=64, height=64))
+    assert f"Model hash: {want}" in out.infotext
+    h.restore()
+    info = render()
+    assert "Model: A" in info and "BlockMerge recipe" not in info and want not in info

@@ -13,6 +13,7 @@ from typing import Any, Callable
 
 from ..merge.engine import MergeResult, merge
 from ..errors import MergeError
+from ..merge.identity import identity_of
 from ..merge.provenance import model_name
 from .form import FormValues, build_recipe, default_name, output_path
 from .host import GenSettings, Host, Progress
@@ -88,7 +89,8 @@ def merge_and_load(host: Host, state: TabState, form: FormValues, progress: Prog
         raise MergeError(f"the {host.name} tab cannot load a model", "use Merge and save")
     result, form = _run_merge(host, state, form, None, progress)
     label = os.path.splitext(form.name.strip() or default_name(result.plan.recipe))[0]
-    loaded = host.load_state_dict(result.state_dict, base_name=form.model_a, label=label)
+    loaded = host.load_state_dict(result.state_dict, base_name=form.model_a, label=label,
+                                  identity=identity_of(result.metadata, label))
     result.state_dict = None  # the host holds what it needs; do not keep a second copy alive
     status = _summary(f"✓ Loaded **{label}** (not saved)", result, form) + (f"\n\n{loaded}" if loaded else "")
     return _record(state, "load", form, result, None, status)

@@ -252,6 +252,13 @@ class Handlers:
         form, notes = form_from_recipe(stored["recipe"], self.host, stored.get("models"))
         return form.to_ui() + [self._loaded("the file's recipe", notes)]
 
+    def paste_load(self, text: str | None) -> list:
+        """An image's parameters, as the webui shows or pastes them: the recipe of the merge it was made
+        from (`BlockMerge recipe`, written for merges loaded in memory) into the form."""
+        from ..merge.identity import recipe_from_infotext
+        form, notes = form_from_recipe(recipe_from_infotext(text or ""), self.host)
+        return form.to_ui() + [self._loaded("the image's recipe", notes)]
+
     @staticmethod
     def _loaded(what: str, notes: list[str]) -> str:
         return f"✓ Loaded {md_escape(what)} into the form." + "".join(f"\n\n- ⚠ {md_escape(n)}" for n in notes)

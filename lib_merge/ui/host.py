@@ -10,6 +10,8 @@ from typing import Any, Callable, Mapping, MutableMapping, Protocol
 
 import torch
 
+from ..merge.identity import Identity
+
 Progress = Callable[[int, int, str], None]
 
 
@@ -59,8 +61,9 @@ class Host(Protocol):
         """Where "Merge and save" writes by default."""
 
     def load_state_dict(self, state_dict: MutableMapping[str, torch.Tensor], base_name: str,
-                        label: str) -> str:
-        """Put merged weights into the running model in place (base_name = model A). Returns a status line."""
+                        label: str, identity: Identity | None = None) -> str:
+        """Put merged weights into the running model in place (base_name = model A). Returns a status line.
+        With an identity, images made from it name the merge and carry its recipe, not model A's name."""
 
     def restore(self) -> str:
         """Bring back the checkpoint the user had selected. Returns a status line."""

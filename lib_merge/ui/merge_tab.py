@@ -206,6 +206,9 @@ def _results(ui: MergeTab, h: Handlers) -> None:
                                          elem_id="blockmerge_file_recipe")
         ui.w["file_state"] = gr.State(None)
         ui.w["file_load"] = gr.Button("Load this recipe into the form", elem_id="blockmerge_file_load")
+        ui.w["paste_text"] = gr.Textbox("", lines=3, label="…or paste the parameters of an image made from a merge "
+                                        "loaded in memory", elem_id="blockmerge_paste_text")
+        ui.w["paste_load"] = gr.Button("Load the recipe from these parameters", elem_id="blockmerge_paste_load")
 
 
 def _wire(ui: MergeTab, h: Handlers) -> None:
@@ -257,3 +260,4 @@ def _wire(ui: MergeTab, h: Handlers) -> None:
     on(w["file_pick"].change, h.file_picked, file_out, [w["file_pick"]])
     on(w["file_drop"].upload, h.file_dropped, file_out, [w["file_drop"]])
     relayout(on(w["file_load"].click, h.file_load, loaded, [w["file_state"]], status=status).then)
+    relayout(on(w["paste_load"].click, h.paste_load, loaded, [w["paste_text"]], status=status).then)

@@ -10,7 +10,7 @@ import os
 
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # before gradio is imported: its import-time checks read it
 
-from typing import MutableMapping  # noqa: E402
+from typing import Any, MutableMapping  # noqa: E402
 
 import torch  # noqa: E402
 
@@ -63,7 +63,8 @@ class StandaloneHost:
     def output_dir(self) -> str:
         return self._output_dir
 
-    def load_state_dict(self, state_dict: MutableMapping[str, torch.Tensor], base_name: str, label: str) -> str:
+    def load_state_dict(self, state_dict: MutableMapping[str, torch.Tensor], base_name: str, label: str,
+                        identity: Any = None) -> str:
         raise MergeError("the standalone tab has no running model to load into", "use Merge and save")
 
     def restore(self) -> str:

@@ -1,7 +1,7 @@
 """Render with the webui's own txt2img pipeline and whatever model is loaded (WEBUI.md §6).
 
-`p` gets a private ScriptRunner holding only our LoRA block-weight script, so `lbw=` tags in the
-prompt work here too and no other extension needs arguments. The caller holds nothing: this takes
+`p` gets a private ScriptRunner holding only our two AlwaysVisible scripts (LoRA block weights, so `lbw=` tags in the
+prompt work here too, and the merged model's identity in the infotext) and no other extension needs arguments. The caller holds nothing: this takes
 `queue_lock` (the lock `/sdapi/v1/txt2img` holds), brackets the job with `shared.state.begin/end`
 and always closes `p` (which resets the shared cond caches when persistence is off).
 """
@@ -46,15 +46,21 @@ def build(settings: GenSettings, label: str | None) -> Any:
 
 
 def _attach_lbw(p: Any) -> None:
+    """Our two AlwaysVisible scripts: LoRA block weights (args: enabled) and the merged model's identity."""
     from modules import scripts
+    from . import identity_script
+    from .identity_script import BlockMergeModelIdentity
     from .lbw_script import LoraBlockWeightScript
     runner = scripts.ScriptRunner()
-    script = LoraBlockWeightScript()
-    script.filename = LoraBlockWeightScript.source_file
-    script.args_from, script.args_to = 1, 2
-    script.is_txt2img, script.is_img2img = True, False
-    runner.scripts = [script]
-    runner.alwayson_scripts = [script]
+    lbw, ident = LoraBlockWeightScript(), BlockMergeModelIdentity()
+    lbw.filename = LoraBlockWeightScript.source_file
+    ident.filename = identity_script.__file__
+    lbw.args_from, lbw.args_to = 1, 2
+    ident.args_from = ident.args_to = 2
+    for s in (lbw, ident):
+        s.is_txt2img, s.is_img2img = True, False
+    runner.scripts = [lbw, ident]
+    runner.alwayson_scripts = [lbw, ident]
     p.is_api = True  # builtin UI-only scripts would be skipped; there are none here anyway
     p.script_args = [0, True]
     p.scripts = runner

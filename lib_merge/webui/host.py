@@ -12,6 +12,7 @@ from typing import MutableMapping
 import torch
 
 from ..errors import MergeError
+from ..merge.identity import Identity
 from ..ui.host import GenSettings, Generated, Progress
 from . import checkpoints, settings
 from .detect import detect
@@ -54,16 +55,28 @@ class WebuiHost:
         """Where the tab keeps its history and merge presets (Settings → BlockMerge)."""
         return settings.data_dir()
 
-    def load_state_dict(self, state_dict: MutableMapping[str, torch.Tensor], base_name: str, label: str) -> str:
+    def load_state_dict(self, state_dict: MutableMapping[str, torch.Tensor], base_name: str, label: str,
+                        identity: Identity | None = None) -> str:
+        from modules import shared
         from modules.call_queue import queue_lock
         base = checkpoints.resolve(base_name)
         with queue_lock:
-            return self._adapter.load_state_dict(state_dict, base, label)
+            status = self._adapter.load_state_dict(state_dict, base, label)
+            # read by identity_script.stamp for every image made from this model; on the model object,
+            # which the webui replaces when it loads another checkpoint
+            shared.sd_model.blockmerge_identity = identity
+            return status
 
     def restore(self) -> str:
+        from modules import shared
         from modules.call_queue import queue_lock
         with queue_lock:
-            return self._adapter.restore()
+            model = shared.sd_model
+            status = self._adapter.restore()
+            for m in (model, shared.sd_model):
+                if m is not None and hasattr(m, "blockmerge_identity"):
+                    del m.blockmerge_identity
+            return status
 
     def generate(self, settings_: GenSettings, progress: Progress | None = None) -> Generated:
         from .generate import generate

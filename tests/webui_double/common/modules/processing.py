@@ -63,6 +63,8 @@ class StableDiffusionProcessing:
     script_args_value: list = field(default=None, init=False)
     scripts_setup_complete: bool = field(default=False, init=False)
     is_api: bool = field(default=False, init=False)
+    sd_model_name: str = field(default=None, init=False)  # set by process_images_inner, for the infotext
+    sd_model_hash: str = field(default=None, init=False)
 
     cached_c = [None, None, None] if FORGE else [None, None]
     cached_uc = [None, None, None] if FORGE else [None, None]
@@ -301,14 +303,26 @@ class Processed:
 def create_infotext(p, all_prompts=None, all_seeds=None, all_subseeds=None, comments=None, iteration=0,
                     position_in_batch=0, use_main_prompt=False, index=None, all_negative_prompts=None):
     """The webui's signature; called with `p` alone it gives the short form the tests compare."""
+    model = _model_fields(p)
     if all_prompts is None:
-        extra = ", ".join(f"{k}: {v}" for k, v in p.extra_generation_params.items())
+        extra = ", ".join(f"{k}: {v}" for k, v in {**model, **p.extra_generation_params}.items())
         return f"{p.prompt}\nSteps: {p.steps}, Sampler: {p.sampler_name}" + (f", {extra}" if extra else "")
-    extra = ", ".join(f"{k}: {quote(v)}" for k, v in p.extra_generation_params.items())
+    extra = ", ".join(f"{k}: {quote(v)}" for k, v in {**model, **p.extra_generation_params}.items())
     if index is None:
         index = 0 if use_main_prompt else position_in_batch + iteration * p.batch_size
     return (f"{all_prompts[index]}\nSteps: {p.steps}, Sampler: {p.sampler_name}, Seed: {all_seeds[index]}"
             + (f", {extra}" if extra else ""))
+
+
+def _model_fields(p):
+    """"Model hash" and "Model" (A1111 1.10 create_infotext, with add_model_hash_to_info and
+    add_model_name_to_info on, their defaults); none when process_images did not set them."""
+    out = {}
+    if getattr(p, "sd_model_hash", None):
+        out["Model hash"] = p.sd_model_hash
+    if getattr(p, "sd_model_name", None):
+        out["Model"] = p.sd_model_name
+    return out
 
 
 def quote(text):
@@ -423,6 +437,9 @@ def process_images(p):
 
 def process_images_inner(p):
     p.setup_prompts()
+    # A1111 1.10 modules/processing.py: taken from the loaded model just before the scripts' process
+    p.sd_model_name = shared.sd_model.sd_checkpoint_info.name_for_extra
+    p.sd_model_hash = getattr(shared.sd_model, "sd_model_hash", None)
     if p.scripts is not None:
         p.scripts.process(p)
     if state.job_count == -1:
