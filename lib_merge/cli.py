@@ -17,6 +17,15 @@ from .errors import MergeError, ParseError
 
 EXIT_USER = 2
 EXIT_CANCEL = 130
+EXIT_TERM = 143  # 128 + SIGTERM, as a shell reports a process the signal ended
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread so the same clean-up as Ctrl-C runs (temp file removed)."""
+
+
+def _on_sigterm(signum, frame) -> None:
+    raise Terminated()
 
 
 def _text_or_file(value: str | None) -> str:
@@ -53,7 +62,7 @@ def cmd_merge(args: argparse.Namespace) -> int:
         adjust=args.adjust or "", include=args.include or "", exclude=args.exclude or "",
         merge_vae=args.merge_vae, dtype=args.dtype, seed=args.seed,
         x_range=_parse_range(args.x_range) if args.x_range else (0.0, 1.0), prune=args.prune,
-        device=args.device, presets_file=args.presets or "")
+        device=args.device, presets_file=args.presets or "", allow_extreme=args.allow_extreme)
     if not args.output.lower().endswith(".safetensors") and not args.ckpt:
         raise MergeError(f"output {args.output} does not end in .safetensors",
                          "name it NAME.safetensors (or pass --ckpt to write a legacy .ckpt)")
@@ -67,12 +76,13 @@ def cmd_merge(args: argparse.Namespace) -> int:
             result = _merge_ckpt(recipe, args, progress, cache)
         else:
             result = merge(recipe, args.output, overwrite=args.overwrite, progress=progress, hash_cache=cache)
+    plan = result.plan
     if not args.quiet:
-        plan = result.plan
         for note in plan.notes:
             print(f"note: {note}", file=sys.stderr)
-        print(f"{plan.method.label} of {plan.arch.label}: {plan.n_merged} of {len(plan.keys)} keys merged "
-              f"in {result.seconds:.1f} s -> {result.output}")
+    # the one-line result stays with --quiet (which hides the bars and notes)
+    print(f"{plan.method.label} of {plan.arch.label}: {plan.n_merged} of {len(plan.keys)} keys merged "
+          f"in {result.seconds:.1f} s -> {result.output}")
     return 0
 
 
@@ -84,9 +94,9 @@ def _merge_ckpt(recipe, args, progress, cache):
     from .io.atomic import atomic_write, check_output
     if not args.output.lower().endswith(".ckpt"):
         raise MergeError(f"--ckpt output {args.output} does not end in .ckpt", "name it NAME.ckpt")
-    check_output(args.output, args.overwrite)  # before the work, not after
+    check_output(args.output, args.overwrite, recipe.models)  # before the work, not after
     result = merge(recipe, None, progress=progress, hash_cache=cache)
-    with atomic_write(args.output, args.overwrite) as f:
+    with atomic_write(args.output, args.overwrite, inputs=recipe.models) as f:
         torch.save({"state_dict": result.state_dict, "blockmerge_metadata": result.metadata}, f)
     result.output = args.output
     return result
@@ -121,8 +131,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     with tqdm_progress(args.quiet) as progress:
         result = replay(args.merged, args.output, models_dir=args.models_dir, overwrite=args.overwrite,
                         progress=progress, hash_cache=cache)
-    if not args.quiet:
-        print(f"rebuilt {result.output} from the recipe in {os.path.basename(args.merged)}")
+    print(f"rebuilt {result.output} from the recipe in {os.path.basename(args.merged)}")
     return 0
 
 
@@ -142,6 +151,22 @@ def cmd_presets(args: argparse.Namespace) -> int:
         except MergeError:
             shown = ",".join(toks)
         print(f"{name}\t{shown}")
+    return 0
+
+
+def cmd_clean(args: argparse.Namespace) -> int:
+    from .io.atomic import clean_partials, stale_partials
+    total = 0
+    for folder in args.folders or ["."]:
+        if not os.path.isdir(folder):
+            raise MergeError(f"{folder} is not a folder", "give the folder your merges are written to")
+        if args.dry_run:
+            for p in stale_partials(folder):
+                print(f"would remove {p} ({os.path.getsize(p) / 1e9:.2f} GB)")
+            continue
+        total += len(clean_partials(folder))
+    if not args.dry_run:
+        print(f"removed {total} stale partial file(s)" if total else "no stale partial files")
     return 0
 
 
@@ -186,7 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--x-range", metavar="LOW,HIGH", help="range of X random weights (default 0,1)")
     m.add_argument("--presets", metavar="FILE", help="your presets file (NAME<tab or :>values lines)")
     m.add_argument("--prune", action="store_true", help="keep only UNet, text encoders and VAE")
-    m.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    m.add_argument("--overwrite", action="store_true", help="replace an existing output file (never an input)")
+    m.add_argument("--allow-extreme", action="store_true", help="accept weights outside [-10, 10]")
     m.add_argument("--ckpt", action="store_true", help="write a legacy pickled .ckpt instead")
     m.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     m.add_argument("--hash-cache", metavar="FILE", help="hash cache file (default ~/.cache/blockmerge)")
@@ -219,6 +245,11 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("--port", type=int, default=7870, help="port on 127.0.0.1 (default 7870)")
     u.set_defaults(func=cmd_ui)
 
+    c = sub.add_parser("clean", help="remove .partial temp files left by killed merges (not running ones)")
+    c.add_argument("folders", nargs="*", metavar="FOLDER", help="output folders (default: the current one)")
+    c.add_argument("--dry-run", action="store_true", help="list what would be removed")
+    c.set_defaults(func=cmd_clean)
+
     try:
         from .lora.cli import add_parser as add_lora
     except ImportError:
@@ -232,6 +263,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+    import signal
+    import threading
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         return args.func(args)
     except MergeError as e:
@@ -240,6 +275,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return EXIT_CANCEL
         print(f"blockmerge: error: {e}", file=sys.stderr)
         return EXIT_USER
+    except Terminated:
+        print("blockmerge: terminated (SIGTERM); nothing was written", file=sys.stderr)
+        return EXIT_TERM
     except KeyboardInterrupt:
         print("blockmerge: interrupted; nothing was written", file=sys.stderr)
         return EXIT_CANCEL

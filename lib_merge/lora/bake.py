@@ -18,6 +18,7 @@ from ..arch.blocks import Architecture
 from ..arch.detect import detect
 from ..errors import ArchitectureError
 from ..io.atomic import atomic_write
+from ..methods.finite import all_finite, check_multiplier, finite_or_stop
 from ..io.hashing import HashCache
 from ..io.models import open_model
 from ..io.safetensors_io import DTYPES, NAMES, SafetensorsWriter
@@ -109,7 +110,7 @@ def apply(w: torch.Tensor, contribs: Sequence[Contribution], index: KeyIndex) ->
 def bake(model: str, loras: Sequence[LoraTag], output: str, *, dtype: str = "keep",
          presets: PresetBook = DEFAULT_BOOK, seed: int | None = None, overwrite: bool = False,
          hash_cache: HashCache | None = None, progress: Progress | None = None,
-         cancel: CancelToken | None = None) -> BakeResult:
+         cancel: CancelToken | None = None, allow_extreme: bool = False) -> BakeResult:
     t0 = time.monotonic()
     check_safetensors_name(output)
     target_dtype = out_dtype(dtype)
@@ -122,6 +123,11 @@ def bake(model: str, loras: Sequence[LoraTag], output: str, *, dtype: str = "kee
         plan: dict[str, list[Contribution]] = {}
         reports: list[LoraReport] = []
         for tag in loras:
+            for what, v in (("TE multiplier", tag.te), ("UNET multiplier", tag.unet)):
+                check_multiplier(v, f"{os.path.basename(tag.name)}: {what}", allow_extreme)
+            if tag.start or tag.stop:
+                log.warning("%s: start=/stop= act on sampling steps; a baked checkpoint has no steps, so they are "
+                            "ignored (the LoRA is baked at full strength)", os.path.basename(tag.name))
             lf = LoraFile.open(tag.name, arch)
             files.append(lf)
             lf.check_supported()
@@ -150,16 +156,17 @@ def bake(model: str, loras: Sequence[LoraTag], output: str, *, dtype: str = "kee
             if target_dtype is not None and info.is_float:
                 name = NAMES[target_dtype]
             entries.append((k, name, tuple(info.shape)))
-        with atomic_write(output, overwrite) as f:
+        with atomic_write(output, overwrite, inputs=[model, *(lf.path for lf in files)]) as f:
             writer = SafetensorsWriter(f, entries, meta)
             n = len(entries)
             for i, (key, name, _) in enumerate(entries):
                 check_cancel(cancel)
                 t = src.get(key)
                 if key in plan:
-                    t = apply(t.float(), plan[key], index)
+                    ok = all_finite(t)  # before: apply works in place on fp32 tensors
+                    t = finite_or_stop(key, apply(t.float(), plan[key], index), [ok])
                 if NAMES.get(t.dtype) != name:
-                    t = t.to(DTYPES[name])
+                    t = finite_or_stop(key, t.to(DTYPES[name]), [t])
                 if t.numel():
                     writer.write(key, t)
                 if progress:

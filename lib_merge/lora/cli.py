@@ -25,6 +25,7 @@ def add_parser(subparsers) -> None:
                    help="a LoRA and its multipliers, like the prompt tag without <lora: >; repeat for more")
     b.add_argument("-o", "--output", required=True, help="output .safetensors file")
     b.add_argument("--dtype", choices=_DTYPES, default="keep", help="output precision (default: the model's)")
+    b.add_argument("--allow-extreme", action="store_true", help="accept multipliers outside [-10, 10]")
     _common(b)
     b.set_defaults(func=cmd_bake)
 
@@ -86,14 +87,16 @@ def cmd_bake(args: argparse.Namespace) -> int:
     book = _book(args)
     with tqdm_progress(args.quiet) as progress:
         r = bake(args.model, _specs(args, book), args.output, dtype=args.dtype, presets=book, seed=args.seed,
-                 overwrite=args.overwrite, hash_cache=_cache(args), progress=progress)
+                 overwrite=args.overwrite, hash_cache=_cache(args), progress=progress,
+                 allow_extreme=args.allow_extreme)
     if not args.quiet:
         for rep in r.loras:
             extra = f", {len(rep.not_in_model)} not in the model" if rep.not_in_model else ""
             off = f", {rep.off} at strength 0" if rep.off else ""
             seed = f" (seed {rep.ratios.seed})" if rep.ratios.seed is not None else ""
             print(f"{rep.name}: {rep.applied} modules baked{off}{extra}{seed}")
-        print(f"{r.arch.label}: {r.changed_keys} keys changed in {r.seconds:.1f} s -> {r.output}")
+    # the one-line result, even with --quiet (which hides the bars and the details)
+    print(f"{r.arch.label}: {r.changed_keys} keys changed in {r.seconds:.1f} s -> {r.output}")
     return 0
 
 
@@ -106,8 +109,7 @@ def cmd_merge(args: argparse.Namespace) -> int:
         r = merge_loras(_specs(args, book), args.output, rank=args.rank, conv_rank=args.conv_rank, dtype=args.dtype,
                         presets=book, seed=args.seed, overwrite=args.overwrite, hash_cache=_cache(args),
                         progress=progress)
-    if not args.quiet:
-        print(f"{r.arch.label}: {r.concatenated} modules concatenated, {r.full} as full differences, "
+    print(f"{r.arch.label}: {r.concatenated} modules concatenated, {r.full} as full differences, "
               f"{r.factorised} re-factorised in {r.seconds:.1f} s -> {r.output}")
     return 0
 
@@ -117,8 +119,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
     with tqdm_progress(args.quiet) as progress:
         r = extract(args.tuned, args.base, args.output, rank=args.rank, conv_rank=args.conv_rank, dtype=args.dtype,
                     min_diff=args.min_diff, overwrite=args.overwrite, hash_cache=_cache(args), progress=progress)
-    if not args.quiet:
-        print(f"{r.arch.label}: {r.modules} modules extracted ({r.unchanged} unchanged layers left out) "
+    print(f"{r.arch.label}: {r.modules} modules extracted ({r.unchanged} unchanged layers left out) "
               f"in {r.seconds:.1f} s -> {r.output}")
     return 0
 

@@ -113,7 +113,7 @@ def extract(tuned: str, base: str, output: str, *, rank: int, conv_rank: int | N
             extra["ss_network_args"] = f'{{"conv_dim": "{conv_rank}", "conv_alpha": "{conv_rank}"}}'
         result.metadata = provenance("lora_extract", recipe, [tuned, base], hash_cache,
                                      {tuned: a.metadata, base: b.metadata}, extra)
-        with atomic_write(output, overwrite) as f:
+        with atomic_write(output, overwrite, inputs=[tuned, base]) as f:
             save_tensors(f, tensors, result.metadata)
         result.seconds = time.monotonic() - t0
         return result

@@ -125,7 +125,7 @@ def merge_loras(loras: Sequence[LoraTag], output: str, *, rank: int | None = Non
         recipe = {"loras": records, "rank": rank, "conv_rank": conv_rank, "dtype": dtype, "arch": arch.id}
         result.metadata = provenance("lora_merge", recipe, [lf.path for lf in files], hash_cache,
                                      extra={"ss_network_module": "networks.lora"})
-        with atomic_write(output, overwrite) as f:
+        with atomic_write(output, overwrite, inputs=[lf.path for lf in files]) as f:
             save_tensors(f, tensors, result.metadata)
         result.seconds = time.monotonic() - t0
         return result

@@ -8,6 +8,7 @@ tensors follow as they are computed. Peak memory is a handful of chunk buffers w
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ from .engine_types import CancelToken, Progress
 from ..io.atomic import atomic_write, check_output, shorten
 from ..io.hashing import HashCache
 from ..io.models import open_model, read_shapes
-from ..io.safetensors_io import SafetensorsWriter
+from ..io.safetensors_io import SafetensorsWriter, itemsize
 from .plan import MergePlan, build_plan
 from .presets import PresetBook
 from .provenance import file_metadata, models_metadata
@@ -58,11 +59,14 @@ def merge(recipe: Recipe, output: str | MutableMapping[str, torch.Tensor] | None
     to_file = isinstance(output, str)
     if to_file:
         output = shorten(output)
-        check_output(output, overwrite)
+        check_output(output, overwrite, recipe.models)
     plan = plan_merge(recipe, presets)
     recipe = plan.recipe
     n = plan.method.n_models
     paths = list(recipe.models[:n])
+    size = sum(math.prod(k.shape) * itemsize(k.out_dtype) for k in plan.keys)
+    if to_file:  # before hashing: the output's size is known from the headers
+        check_output(output, overwrite, paths, size)
     hashes: list[str] = []
     models: dict[str, Any] = {}
     if hash_models:
@@ -81,7 +85,7 @@ def merge(recipe: Recipe, output: str | MutableMapping[str, torch.Tensor] | None
         ctx_stats = cosine_range(plan, sources, progress, cancel) if plan.method.needs_stats else None
         if to_file:
             entries = [(k.key, k.out_dtype, k.shape) for k in plan.keys]
-            with atomic_write(output, overwrite) as f:
+            with atomic_write(output, overwrite, inputs=paths, size=size) as f:
                 writer = SafetensorsWriter(f, entries, meta)
                 pipeline.run(plan, sources, pipeline.FileSink(writer), ctx_stats, progress, cancel)
                 writer.finish()

@@ -23,6 +23,7 @@ from ..errors import Cancelled, MergeError
 from ..io.models import ModelSource
 from ..io.safetensors_io import DTYPES, SafetensorsReader, SafetensorsWriter, itemsize
 from ..methods import KeyContext, MergeMethod
+from ..methods.finite import finite_or_stop
 from .plan import KeyPlan, MergePlan
 
 CHUNK = 1 << 21  # elements per read (8 MiB of fp32)
@@ -267,7 +268,7 @@ def run(plan: MergePlan, sources: list[ModelSource], sink, stats: tuple[float, f
             t.join()
     if errors:
         e = errors[0]
-        if isinstance(e, MergeError):
+        if isinstance(e, (MergeError, OSError)):  # OSError: disk full, worded by atomic_write
             raise e
         raise RuntimeError(f"merge failed: {e}") from e
 
@@ -287,6 +288,8 @@ class _Compute:
         kp = job.kp
         if not kp.merge:  # A's bytes (cast to the output dtype); never adjusted (plan.py)
             out.copy_(ts[0].reshape(-1))
+            if out.dtype != ts[0].dtype:  # a cast can overflow (fp32 past 65504 to fp16)
+                finite_or_stop(kp.key, out, ts[:1])
             return
         ctx = KeyContext(kp.key, self.lo, self.hi)
         if not job.whole and self.device.type == "cpu":
@@ -299,6 +302,7 @@ class _Compute:
         if adjust:
             r = self.adjust.apply(kp.key, r, self.arch_id)
         out.copy_(r.reshape(-1))
+        finite_or_stop(kp.key, out, ts)
 
     def _slices(self, job: Job, ts: list[torch.Tensor], out: torch.Tensor, ctx: KeyContext) -> None:
         w, method, pad = job.kp.weights, self.method, [None] * (3 - len(ts))
@@ -308,6 +312,7 @@ class _Compute:
             for x, t in zip(xs, ts):
                 x.copy_(t[s:s + m])
             out[s:s + m].copy_(method.merge(*xs, *pad, w, ctx))
+            finite_or_stop(job.kp.key, out[s:s + m], [t[s:s + m] for t in ts])
 
     def _merge(self, kp: KeyPlan, fs: list[torch.Tensor], ctx: KeyContext) -> torch.Tensor:
         pad = [None] * (3 - len(fs))

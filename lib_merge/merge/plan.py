@@ -18,8 +18,8 @@ from ..errors import ArchitectureError, ParseError, RecipeError, suggest
 from ..io.safetensors_io import TensorInfo
 from ..methods import MergeMethod, Weights, resolve
 from .presets import PresetBook
-from .recipe import Recipe
-from .weights import BlockWeights, RandomSpec, parse_block_weights, uses_random
+from .recipe import Recipe, check_weight
+from .weights import BlockWeights, RandomSpec, is_random, parse_block_weights, uses_random
 
 OUT_DTYPES = {"fp16": "F16", "bf16": "BF16", "fp32": "F32"}
 SLOTS = ("A", "B", "C")
@@ -119,7 +119,14 @@ def build_plan(recipe: Recipe, headers: list[dict[str, TensorInfo]], metadata: l
                              what="--alpha-blocks") if recipe.alpha_blocks.strip() else None
     bb = parse_block_weights(recipe.beta_blocks, arch, base_default=recipe.beta, presets=presets, randoms=randoms,
                              what="--beta-blocks") if recipe.beta_blocks.strip() else None
+    for bw, what in ((ab, "--alpha-blocks"), (bb, "--beta-blocks")):
+        if bw is not None:
+            for block, v in zip(arch.blocks, bw.values):
+                check_weight(v, f"{what} {block}", recipe.allow_extreme)
     rules = parse_elemental(recipe.elemental, arch)
+    for rule in rules:
+        if not is_random(rule.ratio):
+            check_weight(float(rule.ratio), f"{rule.where} ratio", recipe.allow_extreme)
     elemental = Elemental(rules, randoms)
     if recipe.include.strip() and recipe.exclude.strip():
         raise RecipeError("--include and --exclude were both given", "use one of them")

@@ -51,7 +51,7 @@ def file_metadata(kind: str, recipe: Mapping[str, Any], models: Mapping[str, Any
     """The safetensors `__metadata__` of a file we write. `kind` is "merge", "lora_bake", ..."""
     body = {"type": TOOL, "kind": kind, "version": __version__, **recipe}
     meta = {
-        "sd_merge_recipe": json.dumps(body, sort_keys=True, separators=(",", ":")),
+        "sd_merge_recipe": json.dumps(body, sort_keys=True, separators=(",", ":"), allow_nan=False),
         "sd_merge_models": json.dumps(models, sort_keys=True, separators=(",", ":")),
         "format": "pt",
     }

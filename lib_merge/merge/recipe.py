@@ -3,12 +3,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
 from ..errors import RecipeError
+from ..methods.finite import check_multiplier
 
 DTYPES = ("keep", "fp16", "bf16", "fp32")
+check_weight = check_multiplier  # one rule for merge weights and LoRA multipliers
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,7 @@ class Recipe:
     prune: bool = False  # keep only UNet, text encoders and VAE
     device: str = "cpu"
     presets_file: str = ""  # where user presets came from (not recorded: they are expanded)
+    allow_extreme: bool = False  # weights outside [-10, 10] (recorded only when set)
 
     def __post_init__(self) -> None:
         if self.dtype not in DTYPES:
@@ -40,6 +44,14 @@ class Recipe:
             raise RecipeError("no models given", "give model A (and B, C as the mode needs)")
         if len(self.models) > 3:
             raise RecipeError(f"{len(self.models)} models given, at most 3 (A, B, C)", "drop the extra models")
+        for name in ("alpha", "beta"):
+            v = getattr(self, name)
+            if v is not None:
+                check_weight(float(v), f"--{name}", self.allow_extreme)
+        if not math.isfinite(float(self.gamma)):
+            raise RecipeError(f"--gamma is {self.gamma}, not a finite number", "give a number such as 0.3")
+        if not all(math.isfinite(float(x)) for x in self.x_range):
+            raise RecipeError(f"--x-range {self.x_range} is not two finite numbers", "write LOW,HIGH such as 0,1")
 
     @property
     def effective_alpha(self) -> float:
@@ -56,6 +68,8 @@ class Recipe:
         d["x_range"] = list(self.x_range)
         for k in ("device", "presets_file"):
             d.pop(k)
+        if not self.allow_extreme:
+            d.pop("allow_extreme")
         return d
 
     @classmethod
@@ -68,7 +82,7 @@ class Recipe:
         return cls(**kw)
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), sort_keys=True)
+        return json.dumps(self.to_dict(), sort_keys=True, allow_nan=False)
 
     @classmethod
     def from_json(cls, text: str) -> "Recipe":
