@@ -46,13 +46,13 @@ def check_output(path: str, overwrite: bool, inputs: Iterable[str] = (), size: i
     if os.path.isdir(path):
         raise OutputError(f"output {path} is a folder", "give a file name such as merged.safetensors")
     if os.path.exists(path):
+        if not overwrite:
+            raise OutputError(f"output {path} exists already", "choose another name or pass --overwrite")
         for src in inputs:
             with contextlib.suppress(OSError):
                 if os.path.samefile(path, src):
                     raise OutputError(f"output {path} is also an input of this job ({src})",
                                       "write to another file name; an output never replaces a file it is made from")
-        if not overwrite:
-            raise OutputError(f"output {path} exists already", "choose another name or pass --overwrite")
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise OutputError(f"output folder {folder} does not exist", "create it or choose another folder")
