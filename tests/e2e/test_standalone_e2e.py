@@ -239,3 +239,17 @@ def test_sliders_and_text_follow_each_other(page):
     pg.wait_for_function("s => document.querySelector(s).value.includes(',')", arg=textarea("blockmerge_alpha_blocks"))
     values = pg.input_value(textarea("blockmerge_alpha_blocks")).split(",")
     assert len(values) == 26 and values[0] == "0" and values[6] == "0.8" and values[1] == "0.25"
+
+
+def test_every_button_and_dropdown_without_an_error(page, server):
+    """Every control of the standalone app, clicked or changed once: no Gradio error on the page (the
+    "Error" badge of 3.41, the error toast of 4.x) and no traceback in the server's log."""
+    from tests.e2e.clicker import change_every_dropdown, click_every_button
+    pg = page
+    pick(pg, "blockmerge_model_a", "A.safetensors")
+    pick(pg, "blockmerge_model_b", "B.safetensors")
+    pg.fill(textarea("blockmerge_alpha_blocks"), "")
+    pg.fill(textarea("blockmerge_name"), "clicked")
+    assert click_every_button(pg, "body") == []
+    assert change_every_dropdown(pg, "body") == []
+    assert "Traceback" not in server["log"].read_text(errors="replace")
