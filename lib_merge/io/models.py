@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
+import warnings
 from typing import Protocol
 
 import torch
@@ -31,6 +33,24 @@ class ModelSource(Protocol):
     def close(self) -> None: ...
 
 
+def _unsafe_reason(text: str) -> str:
+    """What the refused pickle asked for, from torch's message (worded differently across 2.1-2.9)."""
+    m = re.search(r"GLOBAL\s+([\w.]+)", text) or re.search(r"[Uu]nsupported (?:global|class)[:\s]+([\w.]+)", text)
+    if m:
+        return f"its pickle asks for {m.group(1)}, which is not tensor data and could run code when loaded"
+    m = re.search(r"[Uu]nsupported operand\s+(\S+)", text)
+    if m:
+        return (f"its pickle uses opcode {m.group(1)}, which the safe loader does not accept (a damaged file, "
+                "or not a plain tensor checkpoint)")
+    return "its pickle holds more than tensors, and loading it could run code"
+
+
+def _first_sentence(text: str) -> str:
+    line = next((ln.strip() for ln in text.splitlines() if ln.strip()), "unknown error")
+    m = re.match(r"(.{20,300}?[.!?])(\s|$)", line)
+    return (m.group(1) if m else line[:300]).rstrip(".")
+
+
 class PickleSource:
     """A .ckpt state dict held in memory; same reading interface as SafetensorsReader."""
 
@@ -41,12 +61,14 @@ class PickleSource:
         if not os.path.isfile(path):
             raise ModelFileError(f"model file not found: {path}", "check the path and the models folder")
         try:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
+            with warnings.catch_warnings():  # torch's notes about pickle protocols are not the user's business
+                warnings.simplefilter("ignore")
+                obj = torch.load(path, map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as e:
-            raise ModelFileError(f"{name} cannot be loaded safely ({str(e).splitlines()[0][:120]})",
-                                 "convert it to .safetensors with a tool you trust") from None
+            raise ModelFileError(f"{name} is refused: {_unsafe_reason(str(e))}",
+                                 "if you trust its source, convert it to .safetensors with a tool you trust") from None
         except (RuntimeError, EOFError, ValueError, OSError) as e:
-            raise ModelFileError(f"{name} is not a readable checkpoint ({str(e).splitlines()[0][:120]})",
+            raise ModelFileError(f"{name} is not a readable checkpoint ({_first_sentence(str(e))})",
                                  "check the file; re-download it if it is corrupt") from None
         sd = obj.get("state_dict", obj) if isinstance(obj, dict) else None
         if not isinstance(sd, dict):

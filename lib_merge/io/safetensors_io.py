@@ -15,6 +15,7 @@ from typing import BinaryIO, Iterable, Mapping
 import torch
 
 from ..errors import ModelFileError
+from .header_check import check_entry, check_layout, check_metadata
 
 DTYPES: dict[str, torch.dtype] = {
     "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
@@ -85,24 +86,17 @@ def read_header(path: str) -> tuple[dict[str, TensorInfo], dict[str, str]]:
                              "check the file; re-download it if it is corrupt") from None
     if not isinstance(header, dict):
         raise ModelFileError(f"{name} is not a safetensors file (header is not a table)", "check the file")
-    meta = header.pop("__metadata__", None) or {}
+    meta = check_metadata(name, header.pop("__metadata__", None))
     base = 8 + n
-    tensors: dict[str, TensorInfo] = {}
+    spans: dict[str, tuple[int, int]] = {}
+    dts: dict[str, tuple[str, tuple[int, ...]]] = {}
     for key, v in header.items():
-        try:
-            dtype, shape, (s, e) = v["dtype"], tuple(int(x) for x in v["shape"]), v["data_offsets"]
-        except (KeyError, TypeError, ValueError):
-            raise ModelFileError(f"{name}: malformed entry for {key!r} in the header", "check the file") from None
-        if dtype not in DTYPES:
-            raise ModelFileError(f"{name}: tensor {key!r} has unsupported dtype {dtype}",
-                                 "convert the model to fp16/bf16/fp32 first")
-        info = TensorInfo(dtype, shape, base + int(s), base + int(e))
-        if info.nbytes != info.numel * itemsize(dtype) or info.end > size:
-            raise ModelFileError(f"{name} is truncated or corrupt (tensor {key!r} lies past the end)",
-                                 "download or save the model again")
-        tensors[key] = info
-    order = sorted(tensors, key=lambda k: tensors[k].start)
-    return {k: tensors[k] for k in order}, {str(k): str(v) for k, v in meta.items()}
+        dtype, shape, s, e = check_entry(name, key, v, DTYPES, itemsize)
+        spans[key] = (s, e)
+        dts[key] = (dtype, shape)
+    order = check_layout(name, spans, size - base)
+    tensors = {k: TensorInfo(dts[k][0], dts[k][1], base + spans[k][0], base + spans[k][1]) for k in order}
+    return tensors, meta
 
 
 class SafetensorsReader:
