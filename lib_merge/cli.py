@@ -224,13 +224,15 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--json", action="store_true")
     i.set_defaults(func=cmd_inspect)
 
-    r = sub.add_parser("replay", help="rebuild a merged file from its own recipe")
-    r.add_argument("merged")
-    r.add_argument("-o", "--output", required=True)
+    r = sub.add_parser("replay", help="rebuild a merged file from its own recipe",
+                       description="Rebuild a merged model from the recipe stored in its metadata: the same "
+                                   "inputs (found by SHA-256) and settings give the same file.")
+    r.add_argument("merged", metavar="MERGED", help="a .safetensors file written by blockmerge (holds the recipe)")
+    r.add_argument("-o", "--output", required=True, help="where to write the rebuilt .safetensors file")
     r.add_argument("--models-dir", metavar="DIR", help="where to look for the input models (by hash)")
-    r.add_argument("--overwrite", action="store_true")
-    r.add_argument("--hash-cache", metavar="FILE")
-    r.add_argument("--quiet", action="store_true")
+    r.add_argument("--overwrite", action="store_true", help="replace an existing output file (never an input)")
+    r.add_argument("--hash-cache", metavar="FILE", help="hash cache file (default ~/.cache/blockmerge)")
+    r.add_argument("--quiet", action="store_true", help="no progress bar (the result line stays)")
     r.set_defaults(func=cmd_replay)
 
     pr = sub.add_parser("presets", help="list block-weight presets")

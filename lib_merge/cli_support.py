@@ -20,7 +20,8 @@ def tqdm_progress(quiet: bool) -> Iterator[Callable[[int, int, str], None] | Non
         if bar is None:
             for b in bars.values():
                 b.close()
-            unit = dict(unit="B", unit_scale=True, unit_divisor=1024) if what == "merging" else {}
+            in_bytes = what == "merging" or what.startswith("hashing")  # both count bytes: same units
+            unit = dict(unit="B", unit_scale=True, unit_divisor=1024) if in_bytes else {}
             bar = bars[what] = tqdm(total=total, desc=what, leave=False, **unit)
         bar.update(done - bar.n)
 

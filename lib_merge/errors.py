@@ -47,5 +47,9 @@ class Cancelled(MergeError):
 
 def suggest(name: str, known: Iterable[str]) -> str:
     """' (did you mean X?)' for the nearest known name, or ''."""
-    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
+    known = list(known)
+    same = [k for k in known if k.lower() == name.lower()]  # `grad_v` for `GRAD_V`: names are case-sensitive
+    if same:
+        return f" (did you mean {same[0]!r}?)"
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""

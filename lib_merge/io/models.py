@@ -65,7 +65,7 @@ class PickleSource:
                 warnings.simplefilter("ignore")
                 obj = torch.load(path, map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as e:
-            raise ModelFileError(f"{name} is refused: {_unsafe_reason(str(e))}",
+            raise ModelFileError(f"{name} cannot be loaded safely: {_unsafe_reason(str(e))}",
                                  "if you trust its source, convert it to .safetensors with a tool you trust") from None
         except (RuntimeError, EOFError, ValueError, OSError) as e:
             raise ModelFileError(f"{name} is not a readable checkpoint ({_first_sentence(str(e))})",

@@ -104,6 +104,12 @@ def _parse_body(body: str, where: str, presets: PresetBook, drive: bool = False)
                 raise ParseError(f"{where}: {key}= is given twice", f"keep one {key}=")
             named[key] = value.strip()
         else:
+            if "lbwe" in named and not _is_number(item.strip()):  # `lbwe=OUT05:attn:0`: colons split it
+                arg = "lbwe"
+                raise ParseError(f"{where}: {item.strip()!r} after {arg}={named[arg]} is cut off by ':'; "
+                                 f"{arg}= takes an elemental preset name, never an entry with colons",
+                                 "put elemental entries in a presets file (NAME:BLOCKS:ELEMENTS:RATIO lines, "
+                                 "--lbwe-presets FILE) and write lbwe=NAME")
             positional.append(item.strip())
     if len(positional) > 3:
         raise ParseError(f"{where}: {len(positional)} values after the name; at most TE, UNET and dyn",

@@ -97,6 +97,11 @@ def parse_elemental(text: str, arch: Architecture) -> tuple[ElementalRule, ...]:
         bl, el, ratio = parts
         neg_b, bl = _split_not(bl)
         neg_e, el = _split_not(el)
+        for field, body in (("BLOCKS", bl), ("ELEMENTS", el)):
+            if any(w.upper() == "NOT" for w in body.split()):
+                raise ParseError(f"{where}: NOT stands inside its {field} field; it negates a whole field and "
+                                 "is accepted only at the field's start",
+                                 f"write NOT first, e.g. 'NOT OUT05 OUT08:attn1:0.5', or split the entry")
         blocks = parse_blocks(bl, arch, where) if bl else None
         elements = tuple(e for e in el.split() if e)
         r = ratio.strip()

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from collections import Counter
 from typing import Any
 
@@ -64,10 +65,41 @@ def format_report(r: dict[str, Any]) -> str:
         lines.append(f"{b:<6} {v['keys']:>6} {v['params']:>14,}")
     lines.append(f"(+{r['keys_outside_blocks']} keys outside the merge blocks: VAE, buffers)")
     if r["recipe"]:
-        lines += ["", "recipe: " + json.dumps(r["recipe"], sort_keys=True)]
+        shown = _rounded(r["recipe"])  # for reading only: the file keeps the exact values
+        lines += ["", "recipe:"] + ["  " + ln for ln in json.dumps(shown, indent=2, sort_keys=True).splitlines()[1:-1]] \
+            if isinstance(shown, dict) else ["", f"recipe: {shown}"]
     if r["models"]:
-        lines.append("models: " + ", ".join(f"{v.get('name')} [{k[:10]}]" for k, v in r["models"].items()))
+        lines += ["", "models:"] + [f"  {label}: {name} [{h[:10]}]" for label, name, h in _ordered_models(r)]
     return "\n".join(lines)
+
+
+_LONG = re.compile(r"-?\d+\.\d{7,}(?:[eE][-+]?\d+)?")  # a float written with many digits
+
+
+def _rounded(v: Any) -> Any:
+    """Floats to 6 significant digits (0.9166666666666666 -> 0.916667), for display."""
+    if isinstance(v, float):
+        return float(f"{v:.6g}")
+    if isinstance(v, dict):
+        return {k: (_LONG.sub(lambda m: f"{float(m.group()):.6g}", x) if k.endswith("_blocks") and isinstance(x, str)
+                    else _rounded(x)) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_rounded(x) for x in v]
+    return v
+
+
+def _ordered_models(r: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(A/B/C, name, hash) in the recipe's order of models (by hash, then name); others after, by name."""
+    models: dict = r["models"] or {}
+    recipe = r["recipe"] if isinstance(r["recipe"], dict) else {}
+    order = [h for h in recipe.get("model_hashes") or [] if h in models]
+    names = list(recipe.get("models") or [])
+    if not order:
+        by_name = {v.get("name"): h for h, v in models.items()}
+        order = [by_name[n] for n in names if n in by_name]
+    order += sorted((h for h in models if h not in order), key=lambda h: str(models[h].get("name")))
+    labels = "ABC"
+    return [(labels[i] if i < 3 else str(i + 1), str(models[h].get("name")), h) for i, h in enumerate(order)]
 
 
 def _numel(shape) -> int:

@@ -25,6 +25,10 @@ OUT_DTYPES = {"fp16": "F16", "bf16": "BF16", "fp32": "F32"}
 SLOTS = ("A", "B", "C")
 
 
+USES_BETA = {"triple_sum", "sum_twice", "extract", "tensor", "tensor2"}
+USES_GAMMA = {"extract"}
+
+
 @dataclass(frozen=True)
 class KeyPlan:
     key: str
@@ -65,6 +69,11 @@ class MergePlan:
             beta_blocks=self.beta_blocks.text if self.beta_blocks else "",
         )
         d = r.to_dict()
+        if self.method.id not in USES_BETA:  # unused settings are not recorded (they would mislead)
+            d.pop("beta", None)
+            d.pop("beta_blocks", None)
+        if self.method.id not in USES_GAMMA:
+            d.pop("gamma", None)
         d["method"] = self.method.id
         d["architecture"] = self.arch.id
         if self.alpha_blocks:
