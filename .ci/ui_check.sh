@@ -29,8 +29,7 @@ declare -A pins=(
     [3.41.2]="gradio==3.41.2 gradio-client==0.5.0 fastapi==0.94.0 starlette==0.26.1 pydantic==1.10.21
               httpx==0.24.1 httpcore==0.17.3 anyio==3.7.1 uvicorn==0.30.6 websockets==11.0.3
               huggingface-hub==0.26.2 numpy==1.26.2 Pillow==9.5.0"
-    [4.40.0]="gradio==4.40.0 fastapi==0.104.1 pydantic==2.8.2 httpx==0.24.1 huggingface-hub==0.26.2
-              numpy==1.26.2 Pillow==9.5.0"
+    [4.40.0]="-r $root/requirements-ui.txt"  # the README's standalone install, tested here
 )
 
 pip_install() {  # quiet when it works, the whole log when it does not

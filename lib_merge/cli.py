@@ -177,7 +177,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
         from .ui.standalone import serve
     except ImportError as e:
         raise MergeError(f"the ui needs gradio, which cannot be imported ({e})",
-                         "pip install gradio==4.40.0 (or 3.41.2), or use the webui's Python") from None
+                         "pip install -r requirements-ui.txt (gradio 4.40.0, pinned), or use a webui's Python") from None
     serve(args.models_dir, port=args.port, output_dir=args.output_dir, data_dir=args.data_dir)
     return 0
 
