@@ -50,7 +50,9 @@ def test_each_script_file_loads_the_way_the_webui_loads_it(flavor, tmp_path):
     assert out["files"] == [[f, f, False] for f in SCRIPTS]
     assert out["path_restored"]
     assert out["lib_merge"] == os.path.join(EXT_ROOT, "lib_merge", "__init__.py")
-    assert out["classes"] == [["LoraBlockWeightScript", "lora_block_weight.py"]]
+    # the two AlwaysVisible scripts: the merged model's identity (no UI) and LoRA block weights
+    assert out["classes"] == [["BlockMergeModelIdentity", "blockmerge_tab.py"],
+                              ["LoraBlockWeightScript", "lora_block_weight.py"]]
     cb = out["callbacks"]
     assert cb["callbacks_cfg_denoiser"] == 1 and cb["callbacks_script_unloaded"] == 1
     assert cb["callbacks_infotext_pasted"] == 1
