@@ -19,7 +19,7 @@ import sys
 import time
 
 from bench_common import sys_path
-from bench_inputs import entries_of, ensure_inputs, input_paths
+from bench_inputs import entries_of, expected_size, generate
 
 
 def make_tuned(base: str, path: str) -> None:
@@ -53,8 +53,9 @@ def main() -> int:
     ap.add_argument("--exact", action="store_true", help="full SVD on every layer (the old way)")
     a = ap.parse_args()
     os.makedirs(a.workdir, exist_ok=True)
-    ensure_inputs(a.workdir, "sd15", 1, names="A")
-    base = input_paths(a.workdir, "sd15", "A")[0]
+    base = os.path.join(a.workdir, "sd15_base.safetensors")
+    if not (os.path.exists(base) and os.path.getsize(base) == expected_size("sd15", 1)):
+        generate("sd15", 1, base)
     tuned = os.path.join(a.workdir, "sd15_tuned.safetensors")
     make_tuned(base, tuned)
     sys_path()

@@ -195,14 +195,28 @@ def _factorise(name: str, delta: torch.Tensor, rank: int, out: dict[str, torch.T
     out[name + ".alpha"] = torch.tensor(float(down.shape[0]), dtype=dt)
 
 
+FAST_MIN = 256  # smaller matrices: the full SVD is cheap and exact
+
+
 def svd_factors(delta: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(up, down) with up @ down the best rank-`rank` approximation of delta (alpha = rank: scale 1).
     Conv weights keep their kernel in `down` and a 1x1 `up`, as kohya's LoCon does."""
     mat = delta.float().reshape(delta.shape[0], -1)
     r = max(1, min(rank, *mat.shape))
-    u, s, vh = torch.linalg.svd(mat, full_matrices=False)
-    up = u[:, :r] * s[:r]
-    down = vh[:r]
+    if min(mat.shape) >= FAST_MIN and r * 4 <= min(mat.shape):
+        # randomized truncated SVD (Halko et al.): r + 10 directions, 4 power iterations; on a
+        # real-size layer it is ~10-50x faster than the full SVD and its rank-r product is as close to
+        # the difference as the exact one's to within a fraction of a percent (bench/bench_extract.py).
+        # Seeded, so the same inputs give the same file.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            u, s, v = torch.svd_lowrank(mat, q=min(r + 10, min(mat.shape)), niter=4)
+        up = u[:, :r] * s[:r]
+        down = v[:, :r].T.contiguous()
+    else:
+        u, s, vh = torch.linalg.svd(mat, full_matrices=False)
+        up = u[:, :r] * s[:r]
+        down = vh[:r]
     if delta.dim() == 4:
         return up.reshape(*up.shape, 1, 1), down.reshape(r, *delta.shape[1:])
     if delta.dim() == 1:
