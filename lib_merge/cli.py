@@ -14,6 +14,7 @@ from typing import Sequence
 from . import __version__
 from .cli_support import tqdm_progress
 from .errors import MergeError, ParseError
+from .merge.recipe import DTYPES
 
 EXIT_USER = 2
 EXIT_CANCEL = 130
@@ -206,7 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--include", metavar="SPEC", help="merge only these blocks / key parts / VAE / ADJUST")
     g.add_argument("--exclude", metavar="SPEC", help="keep A for these blocks / key parts / VAE / ADJUST")
     m.add_argument("--merge-vae", action="store_true", help="merge the VAE too (default: keep A's)")
-    m.add_argument("--dtype", choices=("keep", "fp16", "bf16", "fp32"), default="keep")
+    m.add_argument("--dtype", choices=DTYPES, default="keep")
     m.add_argument("--seed", type=int, help="seed for R/U/X random weights (recorded for replay)")
     m.add_argument("--x-range", metavar="LOW,HIGH", help="range of X random weights (default 0,1)")
     m.add_argument("--presets", metavar="FILE", help="your presets file (NAME<tab or :>values lines)")

@@ -108,7 +108,8 @@ def test_detect_pruned_sdxl():
 
 
 def test_flux_and_non_checkpoints_are_refused_clearly():
-    with pytest.raises(ArchitectureError, match="Flux .* not supported yet"):
-        detect({"double_blocks.0.img_attn.qkv.weight": (3, 3)}, "flux.safetensors")
+    with pytest.raises(ArchitectureError, match="bitsandbytes NF4/FP4 .* cannot be merged"):
+        detect({"double_blocks.0.img_attn.qkv.weight": (3, 3),
+                "double_blocks.0.img_attn.qkv.weight.absmax": (3,)}, "flux-nf4.safetensors")
     with pytest.raises(ArchitectureError, match="looks like a LoRA"):
         detect({"lora_unet_down_blocks_0_attentions_0_proj_in.lora_down.weight": (4, 8)}, "x.safetensors")

@@ -39,6 +39,10 @@ class Architecture:
     def block_index(self) -> dict[str, int]:
         return {b: i for i, b in enumerate(self.blocks)}
 
+    @property
+    def summary(self) -> str:
+        return f"BASE, IN00..IN{self.n_in - 1:02d}, M00, OUT00..OUT{self.n_out - 1:02d}"
+
     def component(self, key: str) -> Component:
         if key.startswith(UNET):
             return Component.UNET

@@ -10,6 +10,7 @@ from typing import Mapping, Sequence
 
 from ..errors import ArchitectureError
 from .blocks import SD1, SD2, SDXL, UNET, Architecture
+from .flux import VAE_PREFIX, flux_architecture, is_flux
 from .layouts import SSD1B_DEPTHS, SDXL_DEPTHS
 
 _TBLOCK = re.compile(r"model\.diffusion_model\.(input_blocks|middle_block|output_blocks)\.?(\d*)\.1\."
@@ -19,7 +20,7 @@ _TBLOCK = re.compile(r"model\.diffusion_model\.(input_blocks|middle_block|output
 @dataclass(frozen=True)
 class ModelInfo:
     arch: Architecture
-    variant: str  # "standard", "inpaint" (9 input channels), "pix2pix" (8), or "other-N"
+    variant: str  # Flux: "dev", "schnell", "chroma"; SD: "standard", "inpaint" (9 input channels), "pix2pix" (8), or "other-N"
     in_channels: int | None
     pruned: str | None  # None, "SSD-1B", or "pruned SDXL (N of 70 transformer layers)"
     prediction: str  # "eps", "v", "edm", or "unknown" (SD2 cannot be told from keys)
@@ -29,7 +30,9 @@ class ModelInfo:
     @property
     def label(self) -> str:
         parts = [self.pruned or self.arch.label]
-        if self.variant != "standard":
+        if self.variant in ("dev", "schnell"):
+            parts[0] = f"{parts[0]} {self.variant}"
+        elif self.variant not in ("standard", "chroma"):
             parts.append(self.variant)
         if self.prediction in ("v", "edm"):
             parts.append(f"{self.prediction}-prediction")
@@ -39,9 +42,12 @@ class ModelInfo:
 def detect(shapes: Mapping[str, Sequence[int]], source: str = "model") -> ModelInfo:
     """Classify a checkpoint from {key: shape}. Raises ArchitectureError for what we cannot merge."""
     keys = shapes.keys()
-    if any(k.startswith(("double_blocks.", UNET + "double_blocks.")) for k in keys):
-        raise ArchitectureError(f"{source} is a Flux model, which is not supported yet",
-                                "merge SD1, SD2 or SDXL checkpoints")
+    if is_flux(keys):
+        _refuse_packed(keys, source)
+        arch, variant = flux_architecture(keys)
+        return ModelInfo(arch, variant, None, None, "flow",
+                         has_text_encoder=any(k.startswith(arch.te_prefixes) for k in keys),
+                         has_vae=any(k.startswith(VAE_PREFIX) for k in keys))
     if not any(k.startswith(UNET) for k in keys):
         hint = "it looks like a LoRA" if any(k.startswith(("lora_", "lycoris_")) or ".lora_" in k
                                               for k in keys) else "no model.diffusion_model.* keys"
@@ -97,3 +103,18 @@ def _pruned_label(keys) -> str | None:
     if found == _profile(SSD1B_DEPTHS):
         return "SSD-1B"
     return f"pruned SDXL ({sum(found.values())} of {sum(_profile(SDXL_DEPTHS).values())} transformer layers)"
+
+
+# packed quantisations whose tensors cannot be merged element by element (NEO_FLUX.md B1)
+_PACKED = ((".absmax", "bitsandbytes NF4/FP4"), (".quant_map", "bitsandbytes NF4/FP4"),
+           ("quant_state.bitsandbytes", "bitsandbytes NF4/FP4"), ("scale_weight", "fp8 scaled"),
+           ("weight_scale", "fp8 scaled"), (".comfy_quant", "fp8 scaled / mixed precision"),
+           ("scaled_fp8", "fp8 scaled"))
+
+
+def _refuse_packed(keys, source: str) -> None:
+    for k in keys:
+        for marker, fmt in _PACKED:
+            if marker in k:
+                raise ArchitectureError(f"{source} is a {fmt} quantised model (key {k!r}), which cannot be merged",
+                                        "merge the bf16, fp16 or plain fp8 (float8_e4m3fn/e5m2) files instead")

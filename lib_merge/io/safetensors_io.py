@@ -26,7 +26,7 @@ for _name, _attr in (("F8_E4M3", "float8_e4m3fn"), ("F8_E5M2", "float8_e5m2")):
     if hasattr(torch, _attr):
         DTYPES[_name] = getattr(torch, _attr)
 NAMES: dict[torch.dtype, str] = {v: k for k, v in DTYPES.items()}
-FLOAT_NAMES = {"F64", "F32", "F16", "BF16"}
+FLOAT_NAMES = {"F64", "F32", "F16", "BF16", "F8_E4M3", "F8_E5M2"}
 MAX_HEADER = 100 * 1024 * 1024
 
 

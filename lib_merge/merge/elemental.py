@@ -19,7 +19,17 @@ def element_text(key: str) -> str:
     return key[len(UNET_PREFIX):] if key.startswith(UNET_PREFIX) else key
 
 
-_BLOCKISH = re.compile(r"^(BASE|IN\d+|M\d+|OUT\d+|MID\d*)$", re.I)
+_SDISH = re.compile(r"^(BASE|IN\d+|M\d+|OUT\d+|MID\d*)$", re.I)
+_FLUXISH = re.compile(r"^(CLIP|T5|IN|OUT|D\d+|S\d+)$")  # upper case only: `in`/`out` stay key parts
+
+
+class _Blockish:
+    @staticmethod
+    def match(tok: str):
+        return _SDISH.match(tok) or _FLUXISH.match(tok)
+
+
+_BLOCKISH = _Blockish()
 _NOT = re.compile(r"^NOT(\s|$)", re.I)
 
 
@@ -44,8 +54,7 @@ def _block_index(name: str, arch: Architecture, where: str) -> int:
         up = "M00"
     if up not in arch.block_index:
         raise ParseError(f"{where}: unknown block {name!r} for {arch.label}{suggest(up, arch.blocks)}",
-                         f"{arch.label} blocks are {arch.blocks[0]}, IN00..IN{arch.n_in - 1:02d}, M00, "
-                         f"OUT00..OUT{arch.n_out - 1:02d}")
+                         f"{arch.label} blocks are {arch.summary}")
     return arch.block_index[up]
 
 

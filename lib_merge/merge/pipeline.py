@@ -287,7 +287,7 @@ class _Compute:
     def __call__(self, job: Job, ts: list[torch.Tensor], out: torch.Tensor) -> None:
         kp = job.kp
         if not kp.merge:  # A's bytes (cast to the output dtype); never adjusted (plan.py)
-            out.copy_(ts[0].reshape(-1))
+            out.copy_(fit(ts[0].reshape(-1), out.dtype))
             if out.dtype != ts[0].dtype:  # a cast can overflow (fp32 past 65504 to fp16)
                 finite_or_stop(kp.key, out, ts[:1])
             return
@@ -301,7 +301,7 @@ class _Compute:
         r = self._merge(kp, fs, ctx)
         if adjust:
             r = self.adjust.apply(kp.key, r, self.arch_id)
-        out.copy_(r.reshape(-1))
+        out.copy_(fit(r.reshape(-1), out.dtype))
         finite_or_stop(kp.key, out, ts)
 
     def _slices(self, job: Job, ts: list[torch.Tensor], out: torch.Tensor, ctx: KeyContext) -> None:
@@ -311,7 +311,7 @@ class _Compute:
             xs = [x[:m] for x in self.scratch[:len(ts)]]
             for x, t in zip(xs, ts):
                 x.copy_(t[s:s + m])
-            out[s:s + m].copy_(method.merge(*xs, *pad, w, ctx))
+            out[s:s + m].copy_(fit(method.merge(*xs, *pad, w, ctx), out.dtype))
             finite_or_stop(job.kp.key, out[s:s + m], [t[s:s + m] for t in ts])
 
     def _merge(self, kp: KeyPlan, fs: list[torch.Tensor], ctx: KeyContext) -> torch.Tensor:
@@ -323,3 +323,15 @@ class _Compute:
         out = fs[0].clone()
         out[:, :c] = self.method.merge(parts[0], *parts[1:], *pad, kp.weights, ctx)
         return out.cpu()
+
+
+_FP8 = tuple(getattr(torch, n) for n in ("float8_e4m3fn", "float8_e5m2") if hasattr(torch, n))
+
+
+def fit(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """fp8 has no infinity (e4m3fn) and a small range: values past it are clamped to the largest
+    finite value before the cast, as SuperMerger and Comfy do, instead of turning into NaN."""
+    if dtype in _FP8 and t.dtype not in _FP8:
+        lim = torch.finfo(dtype).max
+        return t.float().clamp(-lim, lim)
+    return t

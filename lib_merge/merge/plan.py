@@ -21,7 +21,7 @@ from .presets import PresetBook
 from .recipe import Recipe, check_weight
 from .weights import BlockWeights, RandomSpec, is_random, parse_block_weights, uses_random
 
-OUT_DTYPES = {"fp16": "F16", "bf16": "BF16", "fp32": "F32"}
+OUT_DTYPES = {"fp16": "F16", "bf16": "BF16", "fp32": "F32", "fp8_e4m3fn": "F8_E4M3", "fp8_e5m2": "F8_E5M2"}
 SLOTS = ("A", "B", "C")
 
 
@@ -172,7 +172,7 @@ def build_plan(recipe: Recipe, headers: list[dict[str, TensorInfo]], metadata: l
         adjusted = adj is not None and is_adj_key
         # a key that is not merged is A's bit for bit: adjust (REFERENCE §4, §5) does not touch it either
         keep = KeyPlan(key, ia.shape, dtype, False, block=block)
-        if block is None or not ia.is_float or not merged_by_name(key) or (comp is Component.VAE and not merge_vae):
+        if block is None or not ia.is_float or not merged_by_name(key, arch) or (comp is Component.VAE and not merge_vae):
             plans.append(keep)
             continue
         if sel is not None:
@@ -201,10 +201,12 @@ def build_plan(recipe: Recipe, headers: list[dict[str, TensorInfo]], metadata: l
     return MergePlan(recipe, method, arch, infos, headers, metadata or [{} for _ in headers], plans, ab, bb, adj, notes)
 
 
-def merged_by_name(key: str) -> bool:
+def merged_by_name(key: str, arch=None) -> bool:
     """The incumbent merges only keys named like weights or biases (anywhere in the name), so
     `position_ids` and the OpenCLIP encoders' `logit_scale`, `positional_embedding` and
     `text_projection` stay A's in every mode (REFERENCE §2)."""
+    if getattr(arch, "n_double", None) is not None and key.endswith(".scale"):
+        return True  # Flux's learned RMSNorm scales (query_norm/key_norm) are weights by another name
     return "weight" in key or "bias" in key
 
 

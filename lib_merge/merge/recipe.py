@@ -10,7 +10,7 @@ from typing import Any
 from ..errors import RecipeError
 from ..methods.finite import check_multiplier
 
-DTYPES = ("keep", "fp16", "bf16", "fp32")
+DTYPES = ("keep", "fp16", "bf16", "fp32", "fp8_e4m3fn", "fp8_e5m2")
 check_weight = check_multiplier  # one rule for merge weights and LoRA multipliers
 
 

@@ -74,7 +74,7 @@ def uses_random(spec: str | None, presets: PresetBook | None = None) -> bool:
 
 def expected_counts(arch: Architecture) -> str:
     n = len(arch.blocks)
-    blocks = f"{arch.blocks[0]}, {arch.blocks[1]}..IN{arch.n_in - 1:02d}, M00, OUT00..OUT{arch.n_out - 1:02d}"
+    blocks = arch.summary
     extra = " or 26 (IN09-IN11 and OUT09-OUT11 are dropped)" if n == 20 else ""
     without = f"{n - 1} or 25" if n == 20 else f"{n - 1}"
     return f"{arch.label} takes {n} values ({blocks}){extra}, or {without} without BASE"
