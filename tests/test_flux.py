@@ -175,3 +175,12 @@ def test_packed_formats_are_refused_naming_them():
         detect({**sd, "double_blocks.0.img_attn.qkv.weight.absmax": (4,)}, "nf4.safetensors")
     with pytest.raises(ArchitectureError, match="fp8 scaled quantised model"):
         detect({**sd, "double_blocks.0.img_attn.qkv.scale_weight": (1,)}, "scaled.safetensors")
+
+
+def test_fluxall_preset_and_sd_presets_on_flux():
+    assert parse_block_weights("FLUXALL", FLUX1, base_default=0.5).values == (1.0,) * 61
+    with pytest.raises(ParseError, match="unknown preset 'FLUXALL'"):
+        from lib_merge.arch import SD1
+        parse_block_weights("FLUXALL", SD1, base_default=0.5)
+    with pytest.raises(ParseError, match="has 26 values but Flux.1 takes 61"):
+        parse_block_weights("GRAD_V", FLUX1, base_default=0.5)

@@ -124,6 +124,8 @@ def builtin(name: str, blocks: tuple[str, ...]) -> list[str] | None:
 
     Plain names are 26-value lists (reduced by the caller on SDXL); `NAME_XL` names are the same
     formula over SDXL's own blocks and are only valid there."""
+    if name == "FLUXALL":  # LBW's Flux preset: every one of the Flux slots (61 on Flux.1) at 1
+        return ["1"] * len(blocks) if blocks and blocks[0] == "CLIP" else None
     native = len(blocks) == 20
     if name.endswith("_XL"):
         base = name[:-3]
