@@ -184,3 +184,17 @@ def test_fluxall_preset_and_sd_presets_on_flux():
         parse_block_weights("FLUXALL", SD1, base_default=0.5)
     with pytest.raises(ParseError, match="has 26 values but Flux.1 takes 61"):
         parse_block_weights("GRAD_V", FLUX1, base_default=0.5)
+
+
+def test_add_difference_on_transformer_only_schnell_files(tmp_path):
+    a, b, c = (_tiny(s, torch.float32, "schnell", aio=False) for s in (5, 6, 7))
+    paths = []
+    for n, sd in zip("abc", (a, b, c)):
+        paths.append(str(tmp_path / f"{n}.safetensors"))
+        save_tensors(paths[-1], sd)
+    out = tmp_path / "o.safetensors"
+    merge(Recipe(tuple(paths), mode="add_difference", alpha_blocks="FLUXALL", alpha=0.5), str(out))
+    got = load_file(str(out))
+    assert "guidance_in.in_layer.weight" not in got
+    for k in a:  # FLUXALL: every block at 1, so A + (B - C) everywhere, norm scales included
+        assert torch.allclose(got[k].double(), a[k].double() + b[k].double() - c[k].double(), atol=1e-5), k
