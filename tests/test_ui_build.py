@@ -127,6 +127,12 @@ def test_detect_arch_and_calc(models, state):
     arch, note = h.detect_arch("xl/XL.safetensors")
     assert value(arch) == XL_LABEL and "SDXL" in note
     assert value(h.detect_arch("A.safetensors")[0]) == SD1_LABEL
+    from tests.test_flux import _tiny
+    from lib_merge.io.safetensors_io import save_tensors
+    save_tensors(str(models / "flux.safetensors"), _tiny(1))
+    h.host.refresh()
+    arch, note = h.detect_arch("flux.safetensors")
+    assert value(arch) is None and note.startswith("⚠ Model A is Flux.1") and "FLUXALL" in note
     assert value(h.calc_changed(labels.CALC_LABELS["train_difference"])) == labels.MODE_LABELS["add_difference"]
     assert value(h.calc_changed("Normal")) is None
 

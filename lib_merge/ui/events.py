@@ -106,6 +106,9 @@ class Handlers:
             layout, label = mbw.detect_editor_arch(self.host.checkpoint_path(model_a))
         except MergeError as e:
             return [_same(), f"⚠ model A: {md_escape(labels.user_message(e))}"]
+        if label.startswith(("Flux", "Chroma")):  # the sliders are SD's; the weight text takes Flux's slots
+            return [_same(), f"⚠ Model A is {md_escape(label)}: the sliders are for SD. Type one value per Flux "
+                             "block (CLIP, T5, IN, D00.., S00.., OUT; 61 on Flux.1) or FLUXALL in the weight text."]
         return [gr.update(value=ARCH_LABELS[layout]), f"Model A is {md_escape(label)}: the sliders show its blocks."]
 
     def calc_changed(self, calc_label: str) -> Any:
