@@ -198,3 +198,20 @@ def test_add_difference_on_transformer_only_schnell_files(tmp_path):
     assert "guidance_in.in_layer.weight" not in got
     for k in a:  # FLUXALL: every block at 1, so A + (B - C) everywhere, norm scales included
         assert torch.allclose(got[k].double(), a[k].double() + b[k].double() - c[k].double(), atol=1e-5), k
+
+
+def test_cli_flux_fp8_merge_with_random_blocks_replays_bit_identically(tmp_path, capsys):
+    from lib_merge.cli import main
+    models = tmp_path / "models"
+    models.mkdir()
+    for n, seed in (("a", 8), ("b", 9)):
+        save_tensors(str(models / f"{n}.safetensors"), _tiny(seed, torch.float8_e4m3fn))
+    out = tmp_path / "m.safetensors"
+    spec = "0.5,R,U,X" + ",0.25" * 7  # 11 slots of the tiny Flux (3 double, 4 single)
+    assert main(["merge", str(models / "a.safetensors"), str(models / "b.safetensors"), "-o", str(out),
+                 "--alpha-blocks", spec, "--elemental", "S00-S03:linear1:R", "--dtype", "bf16", "--quiet"]) == 0
+    assert load_file(str(out))[U + "single_blocks.0.linear1.weight"].dtype == torch.bfloat16
+    again = tmp_path / "again.safetensors"
+    assert main(["replay", str(out), "-o", str(again), "--models-dir", str(models), "--quiet"]) == 0
+    assert out.read_bytes() == again.read_bytes()
+    capsys.readouterr()
