@@ -43,12 +43,14 @@ FIELDS: tuple[Field, ...] = (
     Field("dtype", "--dtype", "output precision"),
     Field("merge_vae", "--merge-vae", "merge the VAE"),
     Field("overwrite", "--overwrite", "Overwrite"),
+    Field("allow_extreme", "--allow-extreme", "allow extreme weights"),
 )
 
 # whole phrases first: what the user does differs, not just the field's name
 _PHRASES: dict[Surface, tuple[tuple[str, str], ...]] = {
     Surface.TAB: (
         ("pass --overwrite", "tick Overwrite"),
+        (", or pass --allow-extreme if you mean it", " (the tab keeps to that range; the command line and REST can go beyond)"),
         ("pass --seed N", "set a seed"),
         ("use --mode ", "use merge mode "),
         ("`python -m lib_merge presets`", "the Preset dropdown"),
@@ -56,6 +58,7 @@ _PHRASES: dict[Surface, tuple[tuple[str, str], ...]] = {
     ),
     Surface.REST: (
         ("pass --overwrite", 'send "overwrite": true'),
+        ("pass --allow-extreme", 'send "allow_extreme": true'),
         ("pass --seed N", 'set "seed"'),
         ("use --mode ", 'use "mode": '),
         ("`python -m lib_merge presets`", "GET /blockmerge/v1/presets"),

@@ -63,6 +63,7 @@ def test_merge_mistakes_are_one_line_messages(a1111, body, message):
     ({"alpha_blocks": "GRAD_Q"}, "GET /blockmerge/v1/presets", None),
     ({"beta_blocks": "1,2"}, '"beta_blocks" has 2 values', "beta_blocks"),
     ({"include": "IN00", "exclude": "OUT00"}, '"include" and "exclude" were both given', "include"),
+    ({"alpha": 50}, 'send "allow_extreme": true', "allow_extreme"),  # a core error added after the table
 ])
 def test_rest_errors_speak_json_not_cli(a1111, recipe, says, field):
     """The same error as the CLI's, worded with the request's own field names and endpoints."""

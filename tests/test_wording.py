@@ -39,6 +39,32 @@ def test_actions_are_worded_for_the_surface():
     assert 'send "overwrite": true' in for_surface(msg, Surface.REST)
 
 
+def test_out_of_range_weight_is_worded_per_surface():
+    msg = "--alpha is 50, outside the sane range [-10, 10]. Fix: give a value in [-10, 10], or pass --allow-extreme if you mean it"
+    tab = for_surface(msg, Surface.TAB)
+    assert tab.startswith("alpha is 50") and "--" not in tab and "tab keeps to that range" in tab
+    rest = for_surface(msg, Surface.REST)
+    assert 'send "allow_extreme": true' in rest and "--" not in rest
+    assert fields_named(msg) == ["alpha", "allow_extreme"]
+
+
+CORE = ("errors.py", "io", "arch", "methods", "merge", "lora", "xy")
+CLI_ONLY = {"--rank", "--conv-rank", "--models-dir"}  # LoRA extract/merge and replay: command-line-only jobs
+
+
+def test_every_flag_the_core_names_has_a_field():
+    """A core message naming a flag that the table lacks would reach REST and the tab in CLI words."""
+    import pathlib
+    root = pathlib.Path(__file__).resolve().parents[1] / "lib_merge"
+    flags = set()
+    for part in CORE:
+        for f in ([root / part] if part.endswith(".py") else (root / part).rglob("*.py")):
+            if f.name != "cli.py":
+                flags |= set(re.findall(r"--[a-z][a-z0-9-]*(?![a-z0-9-])", f.read_text()))
+    known = {f.cli for f in FIELDS}
+    assert flags - known - CLI_ONLY == set()
+
+
 @pytest.mark.parametrize("field", FIELDS, ids=lambda f: f.json)
 def test_every_field_has_three_distinct_names(field):
     msg = f"{field.cli} is wrong"
