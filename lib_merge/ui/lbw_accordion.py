@@ -129,15 +129,15 @@ def build_lbw_inputs(files: Files, *, tab: str) -> list:
             lbw_text = gr.Textbox(value=files.read_lbw, lines=10, max_lines=40, show_label=True,
                                   label="LoRA block-weight presets file", elem_id=f"{prefix}_presets")
             with gr.Row():
-                lbw_load = gr.Button("Reload from file")
-                lbw_save = gr.Button("Check and save", variant="primary")
+                lbw_load = gr.Button("Reload from file", elem_id=f"{prefix}_presets_load")
+                lbw_save = gr.Button("Check and save", variant="primary", elem_id=f"{prefix}_presets_save")
             lbw_status = gr.Markdown("")
         with gr.Tab("Elemental"):
             lbwe_text = gr.Textbox(value=files.read_lbwe, lines=10, max_lines=40,
                                    label="LoRA elemental presets file (lbwe=)", elem_id=f"{prefix}_elemental")
             with gr.Row():
-                lbwe_load = gr.Button("Reload from file")
-                lbwe_save = gr.Button("Check and save", variant="primary")
+                lbwe_load = gr.Button("Reload from file", elem_id=f"{prefix}_elemental_load")
+                lbwe_save = gr.Button("Check and save", variant="primary", elem_id=f"{prefix}_elemental_save")
             lbwe_status = gr.Markdown("")
         with gr.Tab("Weight maker"):
             count = gr.Radio(choices=[str(n) for n in sorted(LAYOUTS)], value="17",
@@ -152,8 +152,8 @@ def build_lbw_inputs(files: Files, *, tab: str) -> list:
                                                  visible=i < len(blocks17), elem_id=f"{prefix}_w{i}"))
             with gr.Row():
                 name = gr.Textbox(label="Preset name", value="MY_PRESET", elem_id=f"{prefix}_maker_name")
-                make = gr.Button("Make line")
-                add = gr.Button("Add line to the presets")
+                make = gr.Button("Make line", elem_id=f"{prefix}_maker_make")
+                add = gr.Button("Add line to the presets", elem_id=f"{prefix}_maker_add")
             line = gr.Textbox(label="Preset line", interactive=True, elem_id=f"{prefix}_maker_line")
             maker_status = gr.Markdown("")
         with gr.Tab("Check a tag"):
@@ -162,7 +162,7 @@ def build_lbw_inputs(files: Files, *, tab: str) -> list:
                                  elem_id=f"{prefix}_check_tag")
                 arch = gr.Radio(choices=["sd1", "sd2", "sdxl"], value="sd1", label="Architecture",
                                 elem_id=f"{prefix}_check_arch")
-                check = gr.Button("Check")
+                check = gr.Button("Check", elem_id=f"{prefix}_check")
             report = gr.Code(label="Per-block ratios and strengths", language="json", interactive=False)
 
     def _reader(read: Callable[[], str]) -> Callable[[], tuple[str, str]]:

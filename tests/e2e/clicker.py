@@ -31,9 +31,11 @@ def errors(pg: Any, root: str) -> list[str]:
     return pg.evaluate(ERRORS_JS, root)
 
 
-def click_every_button(pg: Any, root: str, skip: tuple[str, ...] = ()) -> list[tuple[str, list[str]]]:
-    """Click each visible button under `root` once (accordions opened first); (button, errors) per click
-    that left an error on the page."""
+def click_every_button(pg: Any, root: str, skip: tuple[str, ...] = (),
+                       clicked: list[str] | None = None) -> list[tuple[str, list[str]]]:
+    """Click each visible button under `root` once (accordions opened first; tab headers left alone: one
+    would hide the buttons after it; open each tab and call this per tab); (button, errors) per click
+    that left an error on the page. The ids of the buttons actually clicked are added to `clicked`."""
     for acc in pg.query_selector_all(f"{root} .label-wrap:not(.open)"):
         try:
             acc.click()
@@ -42,7 +44,7 @@ def click_every_button(pg: Any, root: str, skip: tuple[str, ...] = ()) -> list[t
     settle(pg)
     failures = []
     ids = pg.evaluate("""root => Array.from(document.querySelectorAll(`${root} button[id]`))
-        .filter(b => b.offsetParent !== null).map(b => b.id)""", root)
+        .filter(b => b.offsetParent !== null && !b.closest('.tab-nav')).map(b => b.id)""", root)
     for bid in ids:
         if bid in skip:
             continue
@@ -50,6 +52,8 @@ def click_every_button(pg: Any, root: str, skip: tuple[str, ...] = ()) -> list[t
             pg.click(f"#{bid}", timeout=5000)
         except Exception:  # noqa: BLE001 - covered by another element, disabled
             continue
+        if clicked is not None:
+            clicked.append(bid)
         settle(pg)
         errs = errors(pg, root)
         if errs:
