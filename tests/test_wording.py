@@ -49,7 +49,9 @@ def test_out_of_range_weight_is_worded_per_surface():
 
 
 CORE = ("errors.py", "io", "arch", "methods", "merge", "lora", "xy")
-CLI_ONLY = {"--rank", "--conv-rank", "--models-dir"}  # LoRA extract/merge and replay: command-line-only jobs
+# LoRA extract/merge and replay are command-line-only jobs; --lbwe-presets is named by a LoRA tag error,
+# which no merge surface (tab, REST merge) shows: the webui prints it for a prompt (see the note of issue 9a)
+CLI_ONLY = {"--rank", "--conv-rank", "--models-dir", "--lbwe-presets"}
 
 
 def test_every_flag_the_core_names_has_a_field():
