@@ -118,3 +118,17 @@ def test_fastapi_routes(a1111):
     r = client.post("/blockmerge/v1/parse-tag", json={"tag": "<lora:x:1:1:lbw=12,3>"})
     assert r.status_code == 400 and "2 block weights" in r.json()["error"]
     assert register  # the callback goes through register()
+
+
+def test_merge_route_takes_flux_models(webui):
+    from lib_merge.io.safetensors_io import save_tensors
+    from lib_merge.webui.api import merge_route
+    from tests.test_flux import _tiny
+    for n, seed in (("FA", 1), ("FB", 2)):
+        save_tensors(os.path.join(webui.models_dir, f"{n}.safetensors"), _tiny(seed))
+    webui.sd_models.list_models()
+    out = merge_route({"recipe": {"models": ["FA", "FB"], "alpha_blocks": "FLUXALL", "dtype": "fp8_e4m3fn"},
+                       "output": "fluxmix"}, deps(webui))
+    assert out["architecture"] == "flux-3x4" and os.path.isfile(out["output"])
+    with pytest.raises(MergeError, match="has 26 values but Flux.1 .* takes 11 values"):
+        merge_route({"recipe": {"models": ["FA", "FB"], "alpha_blocks": ",".join(["1"] * 26)}}, deps(webui))
