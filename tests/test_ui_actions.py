@@ -51,6 +51,22 @@ FORM = FormValues(model_a="A.safetensors", model_b="B.safetensors", alpha_blocks
                   elemental="OUT05 OUT08:attn1:0.88", name="merged")
 
 
+def test_merge_and_save_removes_and_reports_a_killed_merges_leftover(host, state, models):
+    """A merge killed with SIGKILL leaves `.NAME.PID.XXXX.partial`; the tab's next save removes the
+    dead process's file (never a live one's) and says so in the status."""
+    import subprocess
+    import sys
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = models / f".old.safetensors.{dead.stdout.strip()}.abcd.partial"
+    stale.write_bytes(b"x" * 1000)
+    live = models / f".other.safetensors.{os.getpid()}.efgh.partial"  # this process: alive
+    live.write_bytes(b"y")
+    out = actions.merge_and_save(host, state, FORM.replace(name="after_kill"))
+    assert not stale.exists() and live.exists()
+    assert "removed 1 unfinished file" in out.status and "interrupted merges" in out.status
+    live.unlink()
+
+
 def test_merge_and_save(host, state, models):
     seen = []
     out = actions.merge_and_save(host, state, FORM, progress=lambda d, t, w: seen.append((d, t, w)))

@@ -13,6 +13,7 @@ from typing import Any, Callable
 
 from ..merge.engine import MergeResult, merge
 from ..errors import MergeError
+from ..io.atomic import clean_partials
 from ..merge.identity import identity_of
 from ..merge.provenance import model_name
 from .form import FormValues, build_recipe, default_name, output_path
@@ -78,9 +79,14 @@ def _record(state: TabState, action: str, form: FormValues, result: MergeResult,
 
 
 def merge_and_save(host: Host, state: TabState, form: FormValues, progress: Progress | None = None) -> Outcome:
+    # the leftovers of killed merges in the output folder: removed (as every write does), and said here
+    removed = clean_partials(host.output_dir())
     result, form = _run_merge(host, state, form, "file", progress)
     status = _summary(f"✓ Saved **{os.path.basename(result.output or '')}** in {os.path.dirname(result.output or '')}",
                       result, form)
+    if removed:
+        status += (f"\n\n- removed {len(removed)} unfinished file{'s' if len(removed) != 1 else ''} "
+                   f"({sum(n for _, n in removed) / 1e9:.2f} GB) left by interrupted merges")
     return _record(state, "save", form, result, result.output, status)
 
 
