@@ -183,6 +183,33 @@ def cmd_ui(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_map(args) -> int:
+    from .io.hashing import HashCache
+    from .merge import keymap
+    for p in (args.pruned, args.base):
+        if not os.path.isfile(p):
+            raise MergeError(f"model file {p} not found", "check the path")
+    cache = HashCache(args.hash_cache)
+    hp, hb = cache.sha256(args.pruned), cache.sha256(args.base)
+    cached = keymap.cache_path(os.path.dirname(os.path.abspath(args.pruned)), hp, hb)
+    if os.path.isfile(cached):
+        km = keymap.load(cached)
+        keymap.check_for(km, hp, hb, os.path.basename(cached))
+        print(f"(cached map {cached})", file=sys.stderr)
+    else:
+        km = keymap.build(args.pruned, args.base, hashes=(hp, hb))
+        try:
+            with open(cached, "w", encoding="utf-8") as f:
+                json.dump(km.to_json(), f, indent=1)
+        except OSError:
+            pass  # a read-only models folder only loses the cache
+    with open(args.output, "w", encoding="utf-8") as f:
+        json.dump(km.to_json(), f, indent=1)
+    print(keymap.format_table(km))
+    print(f"wrote {args.output} ({len(km.layers)} layers, map hash {km.digest()[:12]})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m lib_merge", description="Block-weighted Stable Diffusion merging.")
     p.add_argument("--version", action="version", version=f"blockmerge {__version__}")
@@ -247,6 +274,13 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("--data-dir", metavar="DIR", help="history and presets (default ~/.local/share/blockmerge)")
     u.add_argument("--port", type=int, default=7870, help="port on 127.0.0.1 (default 7870)")
     u.set_defaults(func=cmd_ui)
+
+    km = sub.add_parser("map", help="key map of a pruned SDXL (SSD-1B, Vega) to its base, by layer similarity")
+    km.add_argument("pruned", metavar="PRUNED", help="the pruned model (e.g. SSD-1B)")
+    km.add_argument("base", metavar="BASE", help="the full model it was made from (e.g. SDXL base 1.0)")
+    km.add_argument("-o", "--output", required=True, help="where to write the map (.json)")
+    km.add_argument("--hash-cache", metavar="FILE", help="hash cache file (default ~/.cache/blockmerge)")
+    km.set_defaults(func=cmd_map)
 
     c = sub.add_parser("clean", help="remove .partial temp files left by killed merges (not running ones)")
     c.add_argument("folders", nargs="*", metavar="FOLDER", help="output folders (default: the current one)")

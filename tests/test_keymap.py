@@ -1,0 +1,113 @@
+"""Key maps for pruned SDXL: a tiny real-keyed SDXL pruned by a known selection (plus noise) is recovered."""
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+import torch
+
+from lib_merge.cli import main
+from lib_merge.io.safetensors_io import save_tensors
+from lib_merge.merge import keymap
+from tests import synth
+
+P = "model.diffusion_model."
+# SSD-1B-like pruning (REFERENCE §9, and the seed's guess "1,2,3,7 kept" for the 10-layer blocks)
+KEEP = {"input_blocks.7.1": [1, 2, 3, 7], "input_blocks.8.1": [1, 2, 3, 7],
+        "output_blocks.0.1": [0, 4, 5, 9], "output_blocks.1.1": [1, 2, 3, 7],
+        "output_blocks.4.1": [1], "output_blocks.5.1": [0], "middle_block.1": []}
+_L = re.compile(r"^model\.diffusion_model\.(.*)\.transformer_blocks\.(\d+)\.(.+)$")
+
+
+def prune(base: dict, keep=KEEP, noise=0.05, seed=1) -> dict:
+    g = torch.Generator().manual_seed(seed)
+    out = {}
+    for k, v in base.items():
+        m = _L.match(k)
+        if m and m.group(1) in keep:
+            kept = keep[m.group(1)]
+            old = int(m.group(2))
+            if old not in kept:
+                continue
+            k = f"{P}{m.group(1)}.transformer_blocks.{kept.index(old)}.{m.group(3)}"
+            v = (v.float() + noise * v.float().std() * torch.randn(v.shape, generator=g)).to(v.dtype)
+        out[k] = v
+    return out
+
+
+@pytest.fixture()
+def pair(tmp_path):
+    base = synth.state_dict("sdxl", seed=3)
+    pruned = prune(base)
+    save_tensors(str(tmp_path / "base.safetensors"), base)
+    save_tensors(str(tmp_path / "pruned.safetensors"), pruned)
+    return tmp_path, base, pruned
+
+
+def test_assign_is_optimal_order_preserving():
+    # greedy argmax would give row 0 and row 1 both column 1; the order-preserving optimum is 0 -> 0, 1 -> 1
+    S = [[0.8, 0.9, 0.1], [0.1, 0.95, 0.2]]
+    assert keymap.assign(S) == [0, 1]
+    S = [[0.1, 0.2, 0.9, 0.1], [0.1, 0.1, 0.1, 0.9]]
+    assert keymap.assign(S) == [2, 3]
+
+
+def test_map_recovers_known_selection(pair, capsys):
+    tmp, base, pruned = pair
+    out = tmp / "map.json"
+    rc = main(["map", str(tmp / "pruned.safetensors"), str(tmp / "base.safetensors"), "-o", str(out),
+               "--hash-cache", str(tmp / "h.json")])
+    text = capsys.readouterr().out
+    assert rc == 0, text
+    d = json.loads(out.read_text())
+    got = {(x["pruned"], x["base"]) for x in d["layers"]}
+    want = {(f"{P}{c}.transformer_blocks.{i}", f"{P}{c}.transformer_blocks.{o}")
+            for c, kept in KEEP.items() for i, o in enumerate(kept)}
+    assert got == want
+    assert not d["warnings"]
+    assert all(x["similarity"] > 0.99 and x["margin"] > 0.5 for x in d["layers"])
+    assert "input_blocks.7.1.transformer_blocks.3" in text and "transformer_blocks.7" in text
+    # cached next to the models, keyed by both hashes; a second run uses it
+    assert list(tmp.glob(".blockmerge-keymap-*.json"))
+    main(["map", str(tmp / "pruned.safetensors"), str(tmp / "base.safetensors"), "-o", str(tmp / "m2.json"),
+          "--hash-cache", str(tmp / "h.json")])
+    assert "cached map" in capsys.readouterr().err
+    km = keymap.load(str(out))
+    assert km.to_base(f"{P}output_blocks.0.1.transformer_blocks.2.attn1.to_q.weight") == \
+        f"{P}output_blocks.0.1.transformer_blocks.5.attn1.to_q.weight"
+
+
+def test_ambiguous_layers_warn(tmp_path, capsys):
+    base = synth.state_dict("sdxl", seed=4)
+    # base layers 3 and 4 of IN07 are (nearly) the same: a survivor of either cannot be told apart
+    c = f"{P}input_blocks.7.1.transformer_blocks."
+    for k in list(base):
+        if k.startswith(c + "4."):
+            base[k] = base[k.replace(c + "4.", c + "3.")].clone()
+    pruned = prune(base, keep={"input_blocks.7.1": [1, 3, 7]})
+    save_tensors(str(tmp_path / "b.safetensors"), base)
+    save_tensors(str(tmp_path / "p.safetensors"), pruned)
+    rc = main(["map", str(tmp_path / "p.safetensors"), str(tmp_path / "b.safetensors"), "-o",
+               str(tmp_path / "m.json"), "--hash-cache", str(tmp_path / "h.json")])
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert "warning: model.diffusion_model.input_blocks.7.1.transformer_blocks.1" in out and "LOW" in out
+
+
+def test_layer_matching_nothing_and_corrupt_map(tmp_path, capsys):
+    base = synth.state_dict("sdxl", seed=5)
+    pruned = prune(synth.state_dict("sdxl", seed=6))  # another model's layers: nothing matches
+    save_tensors(str(tmp_path / "b.safetensors"), base)
+    save_tensors(str(tmp_path / "p.safetensors"), pruned)
+    rc = main(["map", str(tmp_path / "p.safetensors"), str(tmp_path / "b.safetensors"), "-o",
+               str(tmp_path / "m.json"), "--hash-cache", str(tmp_path / "h.json")])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and "matches no layer" in err and "Fix:" in err and "\n" not in err
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(keymap.KeyMapError, match="not valid JSON.*Fix: make it again"):
+        keymap.load(str(bad))
+    bad.write_text(json.dumps({"format": "x"}))
+    with pytest.raises(keymap.KeyMapError, match="not a blockmerge key map"):
+        keymap.load(str(bad))
