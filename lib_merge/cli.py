@@ -62,7 +62,7 @@ def cmd_merge(args: argparse.Namespace) -> int:
         beta_blocks=args.beta_blocks or "", elemental=_text_or_file(args.elemental),
         adjust=args.adjust or "", include=args.include or "", exclude=args.exclude or "",
         merge_vae=args.merge_vae, dtype=args.dtype, seed=args.seed,
-        x_range=_parse_range(args.x_range) if args.x_range else (0.0, 1.0), prune=args.prune,
+        x_range=_parse_range(args.x_range) if args.x_range else (0.0, 1.0), prune=args.prune, key_map=args.key_map or "",
         device=args.device, presets_file=args.presets or "", allow_extreme=args.allow_extreme)
     if not args.output.lower().endswith(".safetensors") and not args.ckpt:
         raise MergeError(f"output {args.output} does not end in .safetensors",
@@ -239,6 +239,8 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--x-range", metavar="LOW,HIGH", help="range of X random weights (default 0,1)")
     m.add_argument("--presets", metavar="FILE", help="your presets file (NAME<tab or :>values lines)")
     m.add_argument("--prune", action="store_true", help="keep only UNet, text encoders and VAE")
+    m.add_argument("--key-map", metavar="MAP.json", help="pruned SDXL A (SSD-1B, Vega): read B and C through "
+                                                         "this map (python -m lib_merge map)")
     m.add_argument("--overwrite", action="store_true", help="replace an existing output file (never an input)")
     m.add_argument("--allow-extreme", action="store_true", help="accept weights outside [-10, 10]")
     m.add_argument("--ckpt", action="store_true", help="write a legacy pickled .ckpt instead")

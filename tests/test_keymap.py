@@ -111,3 +111,41 @@ def test_layer_matching_nothing_and_corrupt_map(tmp_path, capsys):
     bad.write_text(json.dumps({"format": "x"}))
     with pytest.raises(keymap.KeyMapError, match="not a blockmerge key map"):
         keymap.load(str(bad))
+
+
+def test_merge_through_map_equals_hand_computed(pair, capsys):
+    tmp, base, pruned = pair
+    g = torch.Generator().manual_seed(9)  # one generator: every layer gets its own difference
+    tune = {k: (v.float() + 0.1 * torch.randn(v.shape, generator=g)).to(v.dtype)
+            if v.is_floating_point() else v for k, v in base.items()}
+    save_tensors(str(tmp / "tune.safetensors"), tune)
+    a, b, c = (str(tmp / n) for n in ("pruned.safetensors", "tune.safetensors", "base.safetensors"))
+    hc = ["--hash-cache", str(tmp / "h.json")]
+    # without a map: refused, naming the first mismatched layer and how to make the map
+    rc = main(["merge", a, b, c, "--mode", "add_difference", "--alpha", "1.3", "-o", str(tmp / "x.safetensors")] + hc)
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and "input_blocks.7.1.transformer_blocks has 4 transformer layers" in err
+    assert "python -m lib_merge map" in err and "--key-map" in err and "\n" not in err
+    assert main(["map", a, c, "-o", str(tmp / "map.json")] + hc) == 0
+    out = tmp / "m.safetensors"
+    rc = main(["merge", a, b, c, "--mode", "add_difference", "--alpha", "1.3", "--key-map", str(tmp / "map.json"),
+               "-o", str(out), "--quiet"] + hc)
+    assert rc == 0, capsys.readouterr().err
+    from lib_merge.io.safetensors_io import SafetensorsReader
+    with SafetensorsReader(str(out)) as r:
+        meta = r.metadata
+        for kk, (inner, kept) in {"input_blocks.7.1": ("attn2.to_k.weight", 2),
+                                  "output_blocks.0.1": ("ff.net.0.proj.weight", 3)}.items():
+            key = f"{P}{kk}.transformer_blocks.{kept}.{inner}"
+            src = f"{P}{kk}.transformer_blocks.{KEEP[kk][kept]}.{inner}"
+            want = (pruned[key].float() + 1.3 * (tune[src].float() - base[src].float())).to(pruned[key].dtype)
+            got = r.get(key).float()
+            assert torch.allclose(got, want.float(), atol=2e-3, rtol=2e-3)  # fp16 rounding of the sum
+            by_name = pruned[key].float() + 1.3 * (tune[key].float() - base[key].float())
+            assert not torch.allclose(got, by_name, atol=0.05)  # the by-name merge is really different
+        k0 = f"{P}input_blocks.4.1.transformer_blocks.0.attn1.to_q.weight"  # an unpruned block: by name
+        want = (pruned[k0].float() + 1.3 * (tune[k0].float() - base[k0].float())).to(pruned[k0].dtype)
+        assert torch.allclose(r.get(k0).float(), want.float(), atol=2e-3, rtol=2e-3)
+    rec = json.loads(meta.get("blockmerge_recipe") or json.dumps(json.loads(next(
+        v for v in meta.values() if "key_map_sha256" in v))))
+    assert rec.get("key_map_sha256") == keymap.load(str(tmp / "map.json")).digest()

@@ -22,6 +22,7 @@ from .engine_types import CancelToken, Progress
 from ..io.atomic import atomic_write, check_output, shorten
 from ..io.hashing import HashCache
 from ..io.models import open_model, read_shapes
+from . import keymap
 from ..io.safetensors_io import SafetensorsWriter, itemsize
 from .plan import MergePlan, build_plan
 from .presets import PresetBook
@@ -46,6 +47,7 @@ class MergeResult:
 def plan_merge(recipe: Recipe, presets: PresetBook | None = None) -> MergePlan:
     """Read the inputs' headers and build the plan (no tensor is read): validates everything."""
     heads = [read_shapes(p) for p in recipe.models]
+    heads = keymap.apply_to_headers(recipe, heads)
     return build_plan(recipe, [h for h, _ in heads], [m for _, m in heads], presets)
 
 
@@ -77,8 +79,8 @@ def merge(recipe: Recipe, output: str | MutableMapping[str, torch.Tensor] | None
         models, hashes = models_metadata(paths, cache, dict(zip(paths, plan.metadata)))
     recorded = plan.recorded()
     recorded["model_hashes"] = hashes
+    sources = keymap.open_sources(recipe, paths, open_model, hashes, recorded)
     meta = file_metadata("merge", recorded, models)
-    sources = [open_model(p) for p in paths]
     threads_before = torch.get_num_threads()
     torch.set_num_threads(1)  # measured: on a shared 2-core box one intra-op thread is fastest
     try:

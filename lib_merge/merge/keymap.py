@@ -252,3 +252,65 @@ def cache_path(folder: str, pruned_sha: str, base_sha: str) -> str:
 
 __all__ = ["KeyMap", "LayerMatch", "KeyMapError", "build", "assign", "load", "format_table", "check_for",
            "cache_path", "DTYPES"]
+
+
+def remap_names(tensors: dict, km: KeyMap) -> dict:
+    """BASE-side header seen under PRUNED's names: mapped layers renamed, base layers no survivor came
+    from left out, every other key unchanged. Used for B and C of a merge with --key-map."""
+    inverse = {m.base + ".": m.pruned + "." for m in km.layers}
+    containers = {m.pruned.rsplit(".", 1)[0] for m in km.layers}
+    out = {}
+    for k, v in tensors.items():
+        m = _LAYER.match(k)
+        if m and m.group(1) in containers:
+            p = inverse.get(f"{m.group(1)}.{m.group(2)}.")
+            if p is None:
+                continue
+            k = p + m.group(3)
+        out[k] = v
+    return out
+
+
+def require_same_layers(headers: list[dict], names: list[str]) -> None:
+    """Without a map, a pruned model merged with a full one is refused at the first mismatched layer."""
+    first = _layers(headers[0])
+    for h, n in zip(headers[1:], names[1:]):
+        other = _layers(h)
+        for c in sorted(set(first) | set(other)):
+            a, b = sorted(first.get(c, {})), sorted(other.get(c, {}))
+            if a != b:
+                raise KeyMapError(
+                    f"{c.removeprefix('model.diffusion_model.')} has {len(a)} transformer layers in {names[0]} "
+                    f"but {len(b)} in {n} (a pruned SDXL such as SSD-1B or Vega)",
+                    f"make a key map with: python -m lib_merge map {names[0] if len(a) < len(b) else n} "
+                    "SDXL_BASE -o map.json, then merge with --key-map map.json")
+
+
+def apply_to_headers(recipe, heads: list) -> list:
+    """Engine hook: headers of B and C through the recipe's key map, or the pruned check without one."""
+    names = [os.path.basename(p) for p in recipe.models]
+    if not getattr(recipe, "key_map", ""):
+        require_same_layers([h for h, _ in heads], names)
+        return heads
+    km = load(recipe.key_map)
+    return heads[:1] + [(remap_names(h, km), m) for h, m in heads[1:]]
+
+
+def open_sources(recipe, paths: list[str], open_model, hashes: list[str], recorded: dict) -> list:
+    """Engine hook: open the inputs; with a key map, check it was made for model A and read B and C
+    through it (the map's hash goes into the recipe so replay uses the same map)."""
+    km = load(recipe.key_map) if getattr(recipe, "key_map", "") else None
+    if km is not None:
+        check_for(km, hashes[0] if hashes else None, None, os.path.basename(recipe.key_map))
+        recorded["key_map"] = os.path.basename(recipe.key_map)
+        recorded["key_map_sha256"] = km.digest()
+    sources = [open_model(p) for p in paths]
+    if km is not None:
+        for s in sources[1:]:
+            if not hasattr(s, "read_bytes"):
+                for x in sources:
+                    x.close()
+                raise KeyMapError(f"{os.path.basename(s.path)} is not a .safetensors file",
+                                  "convert it to .safetensors to merge through a key map")
+            s.tensors = remap_names(s.tensors, km)
+    return sources

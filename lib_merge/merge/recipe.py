@@ -35,6 +35,7 @@ class Recipe:
     prune: bool = False  # keep only UNet, text encoders and VAE
     device: str = "cpu"
     presets_file: str = ""  # where user presets came from (not recorded: they are expanded)
+    key_map: str = ""  # a key map file (pruned SDXL): B and C are read through it
     allow_extreme: bool = False  # weights outside [-10, 10] (recorded only when set)
 
     def __post_init__(self) -> None:
@@ -70,6 +71,8 @@ class Recipe:
             d.pop(k)
         if not self.allow_extreme:
             d.pop("allow_extreme")
+        if not self.key_map:
+            d.pop("key_map")
         return d
 
     @classmethod
