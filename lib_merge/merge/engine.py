@@ -48,7 +48,9 @@ def plan_merge(recipe: Recipe, presets: PresetBook | None = None) -> MergePlan:
     """Read the inputs' headers and build the plan (no tensor is read): validates everything."""
     heads = [read_shapes(p) for p in recipe.models]
     heads = keymap.apply_to_headers(recipe, heads)
-    return build_plan(recipe, [h for h, _ in heads], [m for _, m in heads], presets)
+    plan = build_plan(recipe, [h for h, _ in heads], [m for _, m in heads], presets)
+    keymap.check_plan(recipe, heads)
+    return plan
 
 
 def merge(recipe: Recipe, output: str | MutableMapping[str, torch.Tensor] | None = None, *,

@@ -271,6 +271,13 @@ def remap_names(tensors: dict, km: KeyMap) -> dict:
     return out
 
 
+def check_plan(recipe, heads: list) -> None:
+    """Engine hook after the plan (so a wrong architecture is named first): without a key map the
+    inputs must have the same transformer layers."""
+    if not getattr(recipe, "key_map", ""):
+        require_same_layers([h for h, _ in heads], [os.path.basename(p) for p in recipe.models])
+
+
 def require_same_layers(headers: list[dict], names: list[str]) -> None:
     """Without a map, a pruned model merged with a full one is refused at the first mismatched layer."""
     first = _layers(headers[0])
@@ -287,10 +294,8 @@ def require_same_layers(headers: list[dict], names: list[str]) -> None:
 
 
 def apply_to_headers(recipe, heads: list) -> list:
-    """Engine hook: headers of B and C through the recipe's key map, or the pruned check without one."""
-    names = [os.path.basename(p) for p in recipe.models]
+    """Engine hook: headers of B and C through the recipe's key map (unchanged without one)."""
     if not getattr(recipe, "key_map", ""):
-        require_same_layers([h for h, _ in heads], names)
         return heads
     km = load(recipe.key_map)
     return heads[:1] + [(remap_names(h, km), m) for h, m in heads[1:]]
