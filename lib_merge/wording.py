@@ -33,6 +33,7 @@ FIELDS: tuple[Field, ...] = (
     Field("gamma", "--gamma", "gamma"),
     Field("mode", "--mode", "merge mode"),
     Field("calc", "--calc", "calc mode"),
+    Field("key_map", "--key-map", "key map"),
     Field("include", "--include", "include"),
     Field("exclude", "--exclude", "exclude"),
     Field("elemental", "--elemental", "elemental"),
