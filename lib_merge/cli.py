@@ -14,8 +14,9 @@ from typing import Sequence
 from . import __version__
 from .cli_support import tqdm_progress
 from .errors import MergeError, ParseError
-from .merge.recipe import DTYPES
 
+# The output precisions (= merge.recipe.DTYPES), spelled here so `--help` does not import torch.
+DTYPES = ("keep", "fp16", "bf16", "fp32", "fp8_e4m3fn", "fp8_e5m2")
 EXIT_USER = 2
 EXIT_CANCEL = 130
 EXIT_TERM = 143  # 128 + SIGTERM, as a shell reports a process the signal ended
@@ -49,13 +50,25 @@ def _parse_range(text: str) -> tuple[float, float]:
     return lo, hi
 
 
+def _check_inputs_cheaply(args: argparse.Namespace) -> None:
+    """The mistakes found without torch, so their one line comes before the ~1-2 s torch import."""
+    from .errors import ModelFileError
+    if args.calc == "self" and len(args.models) > 1:
+        raise MergeError("--calc self uses model A only", "drop models B and C")
+    for path in args.models:
+        if not os.path.isfile(path):
+            raise ModelFileError(f"model file not found: {path}", "check the path and the models folder")
+    if not args.output.lower().endswith(".safetensors") and not args.ckpt:
+        raise MergeError(f"output {args.output} does not end in .safetensors",
+                         "name it NAME.safetensors (or pass --ckpt to write a legacy .ckpt)")
+
+
 def cmd_merge(args: argparse.Namespace) -> int:
+    _check_inputs_cheaply(args)
     from .merge.engine import merge
     from .io.hashing import HashCache
     from .merge.recipe import Recipe
 
-    if args.calc == "self" and len(args.models) > 1:
-        raise MergeError("--calc self uses model A only", "drop models B and C")
     recipe = Recipe(
         models=tuple(args.models), mode=args.mode, calc=args.calc, alpha=args.alpha,
         beta=args.beta, gamma=args.gamma, alpha_blocks=args.alpha_blocks or "",
@@ -64,9 +77,6 @@ def cmd_merge(args: argparse.Namespace) -> int:
         merge_vae=args.merge_vae, dtype=args.dtype, seed=args.seed,
         x_range=_parse_range(args.x_range) if args.x_range else (0.0, 1.0), prune=args.prune, key_map=args.key_map or "",
         device=args.device, presets_file=args.presets or "", allow_extreme=args.allow_extreme)
-    if not args.output.lower().endswith(".safetensors") and not args.ckpt:
-        raise MergeError(f"output {args.output} does not end in .safetensors",
-                         "name it NAME.safetensors (or pass --ckpt to write a legacy .ckpt)")
     if args.device == "cuda":
         import torch
         if not torch.cuda.is_available():
