@@ -8,7 +8,6 @@ it cannot take fails here exactly as it fails in the browser ("Error" badge, HTT
 from __future__ import annotations
 
 import asyncio
-import shutil
 
 import pytest
 
@@ -18,23 +17,7 @@ from lib_merge.ui import compat, labels  # noqa: E402
 from lib_merge.ui.lbw_accordion import build_lbw_inputs  # noqa: E402
 from lib_merge.ui.standalone import StandaloneHost, build_app  # noqa: E402
 from lib_merge.ui.state import TabState  # noqa: E402
-
-
-class WebuiLikeHost(StandaloneHost):
-    """The standalone host with the buttons a webui host shows (load, generate, restore)."""
-    name = "test"
-    can_load = True
-    can_generate = True
-
-
-@pytest.fixture
-def models(tmp_path, sd1_models, sdxl_models):
-    d = tmp_path / "models"
-    (d / "xl").mkdir(parents=True)
-    for p in sd1_models:
-        shutil.copy(p, d)
-    shutil.copy(sdxl_models[0], d / "xl" / "XL.safetensors")
-    return d
+from tests.test_ui_build import WebuiLikeHost, models  # noqa: E402,F401  (the same host and models fixture)
 
 
 @pytest.fixture(autouse=True)
