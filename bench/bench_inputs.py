@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 
-from bench_common import ARCHS, sys_path
+from bench_common import ARCHS, HERE, sys_path
 
 GEN_CHUNK = 1 << 22  # elements per randn chunk when generating (16 MiB float32)
 
@@ -86,13 +86,10 @@ def ensure_inputs(workdir: str, arch: str, jobs: int, names: str = "ABC") -> tup
     while pending or running:
         while pending and len(running) < jobs:
             seed, path = pending.pop(0)
-            p = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--child", "gen",
+            p = subprocess.Popen([sys.executable, os.path.join(HERE, "bench_merge.py"), "--child", "gen",
                                   "--gen-arch", arch, "--gen-seed", str(seed), path])
             running.append((p, path))
         p, path = running.pop(0)
         if p.wait() != 0:
             sys.exit(f"generating {path} failed (exit {p.returncode})")
     return time.perf_counter() - t0, [os.path.basename(p) for _, p in todo]
-
-
-# --------------------------------------------------------------------------- contenders (children)

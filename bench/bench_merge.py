@@ -14,7 +14,7 @@ What it does, per architecture:
    that "ours" is timed without its one-time hashing.
 3. Times, each in its own child process (so peak memory is per contender, Python start-up
    included), for weight_sum (A, B) and add_difference (A, B, C):
-     floor  read every input fully (big sequential reads into one reused buffer), then write one
+     floor  read every input fully (big sequential reads, in a thread) WHILE writing one
             output of the output's size and fsync it;
      naive  safetensors.torch.load_file every input, the formula per key in float32, cast to fp16,
             save_file (then fsync, like the real writers);
@@ -69,7 +69,7 @@ def contender_argv(name: str, mode: str, inputs: list[str], out: str, out_size: 
     raise ValueError(name)
 
 
-LABELS = {"floor": "I/O floor (read all inputs, write + fsync one output)",
+LABELS = {"floor": "I/O floor (read all inputs while writing + fsyncing one output)",
           "naive": "naive (load_file all, fp32 math per key, save_file)",
           "ours": "ours (`python -m lib_merge merge`)",
           "torch": "baseline: python + import torch, safetensors"}
