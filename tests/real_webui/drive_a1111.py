@@ -61,8 +61,14 @@ def txt2img(prompt: str, **kw) -> dict:
     return out
 
 
-def open_tab(pg, names: list[str]) -> None:
-    pg.goto(URL)
+def errors_in(pg) -> list[str]:
+    from tests.e2e.clicker import errors
+    return errors(pg, ROOT)
+
+
+def open_tab(pg, names: list[str], reload: bool = True) -> None:
+    if reload:
+        pg.goto(URL)
     pg.click("button:has-text('Block Merge')")
     pg.wait_for_selector("#blockmerge_merge_save")
     for elem, name in (("blockmerge_model_a", names[0]), ("blockmerge_model_b", names[1])):
