@@ -413,10 +413,10 @@ def test_tensor_boundary_sum_exactly_one():
     assert _which(run("tensor", a, b, w=Weights(0.75, 0.25)), a, 0) == "AABBBBBB"
 
 
-def test_tensor_decimal_weights_mean_what_was_typed():
-    a, b = _rows(10)
-    # 0.7 + 0.2 is 0.8999999999999999 in binary; the band still ends at row 9
-    assert _which(run("tensor", a, b, w=Weights(0.7, 0.2)), a, 0) == "AABBBBBBBA"
+def test_tensor_band_edges_are_the_incumbents_float_truncation():
+    a, b = _rows(320)
+    # the helper's case: alpha 0.05, beta 0.35 -> [int(320·0.35), int(320·0.4)) = [112, 127)
+    assert _which(run("tensor", a, b, w=Weights(0.05, 0.35)), a, 0) == "A" * 112 + "B" * 15 + "A" * 193
 
 
 def test_tensor_out_of_range_weights_clamp():
@@ -466,7 +466,8 @@ def test_tensor2_on_1d_uses_dim_0():
 @settings(max_examples=200, deadline=None)
 @given(n=st.integers(1, 40), ia=st.integers(-100, 200), ib=st.integers(-100, 200), second=st.booleans())
 def test_tensor_rows_match_exact_arithmetic(n, ia, ib, second):
-    """alpha, beta as typed decimals (hundredths); row bounds by exact integer arithmetic."""
+    """alpha, beta as typed decimals (hundredths); row bounds as the incumbent's tensormerge computes
+    them: int() of the float product, here clamped to [0, n]."""
     al, be = ia / 100, ib / 100
     if second:  # tensor2 measures dim 1 on itself once it is longer than 100
         n += 100
@@ -474,11 +475,11 @@ def test_tensor_rows_match_exact_arithmetic(n, ia, ib, second):
         torch.arange(n, dtype=torch.float32).reshape(1, n)
     b = -1.0 - a
     clamp = (lambda r: min(max(r, 0), n))
-    if ia + ib <= 100:
-        lo, hi = clamp(n * ib // 100), clamp(n * (ia + ib) // 100)
+    if al + be <= 1:
+        lo, hi = clamp(int(n * be)), clamp(int(n * (al + be)))
         expected = "".join("B" if lo <= i < hi else "A" for i in range(n))
     else:
-        lo, hi = clamp(n * (ia + ib - 100) // 100), clamp(n * ib // 100)
+        lo, hi = clamp(int(n * (al + be - 1))), clamp(int(n * be))
         expected = "".join("A" if lo <= i < hi else "B" for i in range(n))
     method, dim = ("tensor2", 1) if second else ("tensor", 0)
     assert _which(run(method, a, b, w=Weights(al, be)), a, dim) == expected

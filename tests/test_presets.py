@@ -173,7 +173,7 @@ def test_builtin_names_hold_every_preset_users_type():
     assert builtin("NO_SUCH_PRESET", SD1.blocks) is None
 
 
-# the incumbent's scripts/mbwpresets.txt (hako-mikan/sd-webui-supermerger 0b1c491): spot values typed in
+# the incumbent's scripts/mbwpresets_master.txt (hako-mikan/sd-webui-supermerger 0b1c491): spot values typed in
 @pytest.mark.parametrize("name,block,expected", [
     ("TRUE_CUBIC_HERMITE", "IN01", 0.199031876929012), ("TRUE_CUBIC_HERMITE", "M00", 0.520833333333333),
     ("TRUE_CUBIC_HERMITE", "OUT11", 1.0), ("TRUE_REVERSE_CUBIC_HERMITE", "IN00", 1.0),

@@ -86,7 +86,7 @@ def _set_presets() -> dict[str, dict[str, float]]:
 
 SET_PRESETS = _set_presets()
 
-# curves the incumbent gives only as values (its scripts/mbwpresets.txt), 26 each, BASE first
+# curves the incumbent gives only as values (its scripts/mbwpresets_master.txt), 26 each, BASE first
 VALUE_PRESETS: dict[str, tuple[float, ...]] = {
     "TRUE_CUBIC_HERMITE": (
         0, 0, 0.199031876929012, 0.325761959876543, 0.424641927083333, 0.498456790123457, 0.549991560570988,
