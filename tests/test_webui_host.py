@@ -202,6 +202,40 @@ def test_forge_restore_reloads_from_file_at_the_next_generation(forge):
     assert torch.equal(live["model.diffusion_model.out.2.weight"], a["model.diffusion_model.out.2.weight"])
 
 
+def test_forge_merge_loaded_right_after_restore_survives_the_next_generation(forge):
+    """Real Forge dfdcbab6, modules/processing.py manage_model_and_prompt_cache -> sd_models.forge_model_reload:
+    the engine is reloaded from its file whenever forge_hash != str(forge_loading_parameters). Restore clears
+    the hash; a Merge and load before any generation must still be what the next generation renders
+    (found in a real Forge: the image after Merge and load was model A's)."""
+    a, b = two_models(forge)
+    h = host()
+    h.load_state_dict(merged_dict(forge), "A.safetensors", "mix")
+    h.restore()
+    sd = merged_dict(forge, alpha=0.25)
+    h.load_state_dict(sd, "A.safetensors", "mix2")
+    forge.txt2img("a cat", steps=1)
+    key = "model.diffusion_model.out.2.weight"
+    live = live_weights(forge)[key]
+    want = (0.75 * a[key].double() + 0.25 * b[key].double()).to(live.dtype)
+    assert torch.allclose(live, want, atol=1e-3) and not torch.equal(live, a[key].to(live.dtype))
+
+
+def test_forge_merge_goes_into_the_checkpoint_the_user_picked_since(forge):
+    """After the user picks another checkpoint in the top bar (refresh_model_loading_parameters, no
+    generation yet), the merge is loaded into that checkpoint's engine, not into the stale one the
+    next generation would throw away."""
+    a, b = two_models(forge)
+    forge.shared.opts.data["sd_model_checkpoint"] = forge.sd_models.get_closet_checkpoint_match("B.safetensors").title
+    __import__("modules_forge.main_entry", fromlist=["x"]).refresh_model_loading_parameters()
+    status = host().load_state_dict(merged_dict(forge, alpha=0.5), "A.safetensors", "mix")
+    assert "B.safetensors" in status  # "labelled B", "Restore brings back B"
+    forge.txt2img("a cat", steps=1)
+    key = "model.diffusion_model.out.2.weight"
+    live = live_weights(forge)[key]
+    want = (0.5 * a[key].double() + 0.5 * b[key].double()).to(live.dtype)
+    assert torch.allclose(live, want, atol=1e-3)
+
+
 def test_sdxl_text_encoders_load_in_place(webui):
     webui.add_checkpoint("A.safetensors", "sdxl", seed=1)
     webui.add_checkpoint("B.safetensors", "sdxl", seed=2)

@@ -6,9 +6,9 @@ first (`lora_loader.refresh({}, force_refresh=True)`), or the next LoRA refresh 
 pre-merge weights; the text encoders go through the engine's own `process_clip_state_dict`;
 quantized (bnb / gguf) storage is refused. `processing.need_global_unload = True` makes the next
 generation reload the patchers (so LoRAs are merged again onto the new weights) and drop the cond
-cache. The loading parameters still describe the selected checkpoint, so `forge_model_reload()`
-keeps the merge until the user changes checkpoint; `restore()` clears `forge_hash` so the next
-generation reloads it from its file.
+cache. Before loading, `forge_model_reload()` brings the engine up to the selected checkpoint, so
+`forge_hash` matches the loading parameters and the next generation keeps the merge until the user
+changes checkpoint; `restore()` clears `forge_hash` so the next generation reloads it from its file.
 """
 from __future__ import annotations
 
@@ -26,12 +26,13 @@ def clear_cond_caches(p: Any = None) -> None:
 
 
 def live_model() -> Any:
-    """The loaded engine; before the first generation Forge holds a FakeInitialModel, so load the
-    selected checkpoint the way a generation would."""
+    """The engine the next generation will use, brought up to date the way a generation would
+    (`forge_model_reload()`, a no-op when it is current). Otherwise a merge loaded in place is thrown
+    away by the next generation's reload whenever `forge_hash` no longer matches the loading
+    parameters: before the first generation (FakeInitialModel), after Restore (hash cleared), or after
+    the user picked another checkpoint (seen in a real Forge dfdcbab6: Restore, then Merge and load,
+    then Generate rendered the file's weights)."""
     from modules import sd_models, shared
-    model = shared.sd_model
-    if hasattr(model, "forge_objects"):
-        return model
     if not sd_models.model_data.forge_loading_parameters:
         from modules_forge import main_entry
         main_entry.refresh_model_loading_parameters()
