@@ -23,6 +23,7 @@ from ..io.hashing import HashCache
 from ..io.models import open_model
 from ..io.safetensors_io import DTYPES, NAMES, SafetensorsWriter
 from .common import CancelToken, Progress, check_cancel, check_safetensors_name, out_dtype, provenance
+from .flux_index import FluxKeyIndex, is_flux
 from .keys import KeyIndex, Target, raw_module
 from .lorafile import LoraFile, LoraModule
 from .presets import DEFAULT_BOOK, PresetBook
@@ -60,9 +61,13 @@ class BakeResult:
     seconds: float
 
 
-def element_names(m: LoraModule) -> tuple[str, ...]:
-    """The names `lbwe` elements are matched against: the canonical one and the file's own."""
+def element_names(m: LoraModule, arch=None) -> tuple[str, ...]:
+    """The names `lbwe` elements are matched against: the canonical one and the file's own. On Flux
+    only the model's own name (`double_blocks_7_img_attn_qkv`), so a split diffusers `attn_to_q` and
+    kohya's fused `img_attn_qkv` answer the same elements."""
     names = [m.module.name] if m.module else []
+    if is_flux(arch):
+        return tuple(names)
     got = raw_module(m.raw)
     if got:
         names.append(got[1])
@@ -79,7 +84,7 @@ def plan_lora(lf: LoraFile, ratios: BlockRatios, index: KeyIndex, report: LoraRe
         if target is None:
             report.not_in_model.append(m.raw)
             continue
-        factor = ratios.strength(target.block, m.module.is_te, element_names(m))
+        factor = ratios.strength(target.block, m.module.is_te, element_names(m, lf.arch))
         if factor == 0.0:
             report.off += 1
             continue
@@ -99,12 +104,22 @@ def apply(w: torch.Tensor, contribs: Sequence[Contribution], index: KeyIndex) ->
         else:
             d, scale = c.module.algo.delta(t, index.shape(c.target))
             s = c.factor * scale
-        if c.target.part is None:
-            w += d * s
-        else:
-            n = w.shape[0] // 3
-            w[c.target.part * n:(c.target.part + 1) * n] += d * s
+        if c.target.swap:
+            d = swap_halves(d)
+        view = c.target.cut(w)  # the whole weight, or the rows a q/k/v part changes
+        view += d * s
     return w
+
+
+def swap_halves(d: torch.Tensor) -> torch.Tensor:
+    """diffusers' norm_out.linear is (scale, shift) where the model's final_layer.adaLN_modulation.1
+    is (shift, scale): the same change with its two row halves exchanged."""
+    h = d.shape[0] // 2
+    return torch.cat([d[h:], d[:h]], 0)
+
+
+def key_index(arch, shapes) -> KeyIndex | FluxKeyIndex:
+    return FluxKeyIndex(arch, shapes) if is_flux(arch) else KeyIndex(arch, shapes)
 
 
 def bake(model: str, loras: Sequence[LoraTag], output: str, *, dtype: str = "keep",
@@ -119,7 +134,7 @@ def bake(model: str, loras: Sequence[LoraTag], output: str, *, dtype: str = "kee
     try:
         shapes = {k: v.shape for k, v in src.tensors.items()}
         arch = detect(shapes, os.path.basename(model)).arch
-        index = KeyIndex(arch, shapes)
+        index = key_index(arch, shapes)
         plan: dict[str, list[Contribution]] = {}
         reports: list[LoraReport] = []
         for tag in loras:

@@ -1,7 +1,8 @@
 """LoRA elemental directives (`lbwe=`, REFERENCE §8): `BLOCKS:ELEMENTS:RATIO`, the last match wins.
 
 BLOCKS are block IDs and ranges (`IN05-OUT05`, either order) with an optional leading `NOT`, empty
-for every block; ELEMENTS are substrings of the module's underscore name (`attn2_to_k`, `proj`),
+for every block; Flux LoRAs take the 61-slot IDs (`CLIP`, `T5`, `IN`, `D00-D18`, `S00-S37`, `OUT`),
+ranges in that order (`D10-S05`), as LBW's hyphener over BLOCKIDFLUX; ELEMENTS are substrings of the module's underscore name (`attn2_to_k`, `proj`),
 optional leading `NOT`, empty for every module. The ratio replaces the block ratio.
 Block names are matched exactly against the module's own block (no SDXL shift).
 """
@@ -16,6 +17,10 @@ from .entries import Entry, parse_entry
 from .layouts import BLOCKS26
 
 _ORDER = {b: i for i, b in enumerate(BLOCKS26)}  # SDXL's blocks are a subset in the same order
+# Flux: CLIP, T5, IN, D.., S.., OUT; up to 100 blocks of each kind, so a checkpoint's own counts fit
+_FLUX_BLOCKS = ("CLIP", "T5", "IN", *(f"D{i:02d}" for i in range(100)), *(f"S{i:02d}" for i in range(100)), "OUT")
+_FLUX_ORDER = {b: i for i, b in enumerate(_FLUX_BLOCKS)}
+_VOCABS = (("sd", _ORDER, BLOCKS26), ("flux", _FLUX_ORDER, _FLUX_BLOCKS))
 
 
 @dataclass(frozen=True)
@@ -26,6 +31,7 @@ class ElementRule:
     not_elements: bool
     ratio: Entry
     text: str  # as written, for messages and round trips
+    vocab: str | None = None  # "sd" (BASE, IN.., M00, OUT..) or "flux" (CLIP, T5, IN, D.., S.., OUT); None: no blocks
 
     def matches(self, block: str | None, names: Iterable[str]) -> bool:
         if self.blocks is not None:
@@ -47,29 +53,43 @@ def _split_not(text: str) -> tuple[bool, list[str]]:
     return False, words
 
 
-def _block(name: str, where: str) -> int:
-    if name not in _ORDER:
-        raise ParseError(f"{where}: unknown block {name!r}{suggest(name, _ORDER)}",
-                         "use BASE, IN00..IN11, M00, OUT00..OUT11 or a range such as IN05-OUT05")
-    return _ORDER[name]
+def _vocab(name: str, where: str) -> str:
+    """The vocabulary of a block ID; the SD and Flux IDs are disjoint (`IN` is Flux's, SD's are `IN00`..)."""
+    for vocab, order, _ in _VOCABS:
+        if name in order:
+            return vocab
+    raise ParseError(f"{where}: unknown block {name!r}{suggest(name, [*_ORDER, 'CLIP', 'T5', 'IN', 'OUT'])}",
+                     "use BASE, IN00..IN11, M00, OUT00..OUT11 (SD) or CLIP, T5, IN, D00..D18, S00..S37, OUT "
+                     "(Flux), or a range such as IN05-OUT05 or D00-D18")
 
 
-def parse_blocks(text: str, where: str) -> tuple[bool, frozenset[str] | None]:
+def parse_blocks(text: str, where: str) -> tuple[bool, frozenset[str] | None, str | None]:
+    """(NOT?, the blocks or None for every block, their vocabulary: "sd", "flux" or None)."""
     neg, words = _split_not(text)
     if not words:
         if neg:
             raise ParseError(f"{where}: NOT with no blocks after it", "write e.g. NOT IN05-OUT05")
-        return False, None
+        return False, None, None
     out: set[str] = set()
+    vocabs: set[str] = set()
     for w in words:
         if "-" in w:
             a, _, b = w.partition("-")
-            i, j = sorted((_block(a, where), _block(b, where)))
-            out.update(BLOCKS26[i:j + 1])
+            va, vb = _vocab(a, where), _vocab(b, where)
+            if va != vb:
+                raise ParseError(f"{where}: the range {w} mixes SD and Flux blocks",
+                                 "write an SD range such as IN05-OUT05 or a Flux range such as D00-S37")
+            order, blocks = {v: (o, bl) for v, o, bl in _VOCABS}[va]
+            i, j = sorted((order[a], order[b]))
+            out.update(blocks[i:j + 1])
+            vocabs.add(va)
         else:
-            _block(w, where)
+            vocabs.add(_vocab(w, where))
             out.add(w)
-    return neg, frozenset(out)
+    if len(vocabs) > 1:
+        raise ParseError(f"{where}: {text.strip()!r} mixes SD blocks and Flux blocks",
+                         "name the blocks of one model family in a rule")
+    return neg, frozenset(out), vocabs.pop()
 
 
 def parse_rule(text: str, where: str) -> ElementRule:
@@ -77,10 +97,10 @@ def parse_rule(text: str, where: str) -> ElementRule:
     if len(parts) != 3:
         raise ParseError(f"{where}: {text.strip()!r} needs the form BLOCKS:ELEMENTS:RATIO (exactly two colons)",
                          "write e.g. IN05-OUT05:attn:0.5, or :: with a ratio for every module")
-    neg_b, blocks = parse_blocks(parts[0], where)
+    neg_b, blocks, vocab = parse_blocks(parts[0], where)
     neg_e, elements = _split_not(parts[1])
     ratio = parse_entry(parts[2], where)
-    return ElementRule(blocks, neg_b, tuple(elements), neg_e, ratio, text.strip())
+    return ElementRule(blocks, neg_b, tuple(elements), neg_e, ratio, text.strip(), vocab)
 
 
 def parse_rules(text: str, where: str) -> tuple[ElementRule, ...]:

@@ -28,6 +28,7 @@ class FluxTarget:
     key: str  # BFL model key without `model.diffusion_model.` (".weight" of the module)
     offset: int | None = None  # first output row the LoRA changes in a fused tensor, in units of hidden
     length: int | None = None  # rows, in units of hidden (1 for q/k/v, 4 for proj_mlp at ratio 4)
+    total: int | None = None  # rows of the whole fused weight, in units of hidden (3 for qkv, 7 for linear1)
     swap: bool = False  # norm_out.linear: diffusers' (scale, shift) is BFL's (shift, scale)
 
     def rows(self, hidden: int) -> slice | None:
@@ -43,17 +44,21 @@ def _double(i: int) -> dict[str, FluxTarget]:
          "ff.net.0.proj": FluxTarget(t + "img_mlp.0"), "ff.net.2": FluxTarget(t + "img_mlp.2"),
          "ff_context.net.0.proj": FluxTarget(t + "txt_mlp.0"), "ff_context.net.2": FluxTarget(t + "txt_mlp.2")}
     for j, x in enumerate("qkv"):
-        m[f"attn.to_{x}"] = FluxTarget(t + "img_attn.qkv", j, 1)
-        m[f"attn.add_{x}_proj"] = FluxTarget(t + "txt_attn.qkv", j, 1)
+        m[f"attn.to_{x}"] = FluxTarget(t + "img_attn.qkv", j, 1, 3)
+        m[f"attn.add_{x}_proj"] = FluxTarget(t + "txt_attn.qkv", j, 1, 3)
+    # LyCORIS LoKr names of the feed-forward layers (Comfy's flux_to_diffusers lists them too)
+    for ff, s in (("ff", "img"), ("ff_context", "txt")):
+        m[f"{ff}.linear_in"] = FluxTarget(f"{t}{s}_mlp.0")
+        m[f"{ff}.linear_out"] = FluxTarget(f"{t}{s}_mlp.2")
     return {d + k: v for k, v in m.items()}
 
 
 def _single(i: int, mlp_ratio: int) -> dict[str, FluxTarget]:
     d, t = f"single_transformer_blocks.{i}.", f"single_blocks.{i}."
     m = {"norm.linear": FluxTarget(t + "modulation.lin"), "proj_out": FluxTarget(t + "linear2"),
-         "proj_mlp": FluxTarget(t + "linear1", 3, mlp_ratio)}
+         "proj_mlp": FluxTarget(t + "linear1", 3, mlp_ratio, 3 + mlp_ratio)}
     for j, x in enumerate("qkv"):
-        m[f"attn.to_{x}"] = FluxTarget(t + "linear1", j, 1)
+        m[f"attn.to_{x}"] = FluxTarget(t + "linear1", j, 1, 3 + mlp_ratio)
     return {d + k: v for k, v in m.items()}
 
 
@@ -91,6 +96,9 @@ def _underscored(n_double: int, n_single: int, mlp_ratio: int) -> tuple[dict[str
             {k.replace(".", "_"): v for k, v in diffusers_table(n_double, n_single, mlp_ratio).items()})
 
 
+_LINEAR1_QKV = re.compile(r"^(single_blocks\.\d+)\.linear1_qkv$")
+
+
 def module_of(lora_key: str) -> str:
     """The module part of a LoRA tensor key (the name without its `.lora_down.weight`-style suffix)."""
     for s in SUFFIXES:
@@ -111,6 +119,9 @@ def resolve(module: str, arch: FluxArchitecture = FLUX1, mlp_ratio: int = 4) -> 
     for p in ("transformer.", "diffusion_model.", "model.diffusion_model.", "base_model.model.", ""):
         if module.startswith(p):
             rest = module[len(p):]
+            m = _LINEAR1_QKV.match(rest)  # q, k and v of a single block in one module
+            if m:
+                return FluxTarget(m.group(1) + ".linear1", 0, 3, 3 + mlp_ratio)
             if _BFL_MODULE.match(rest):
                 return FluxTarget(rest)
             hit = diffusers_table(arch.n_double, arch.n_single, mlp_ratio).get(rest)

@@ -32,12 +32,21 @@ OPENCLIP_TE = {"self_attn_out_proj": "attn.out_proj", "mlp_fc1": "mlp.c_fc", "ml
 
 @dataclass(frozen=True)
 class Module:
-    component: str  # "unet", "te" (SD1/SD2), "te1", "te2" (SDXL)
+    component: str  # "unet", "te" (SD1/SD2), "te1", "te2" (SDXL; Flux: CLIP-L, T5-XXL)
     name: str
+    # Flux only: a split q/k/v (or proj_mlp) LoRA module changes rows of a fused weight:
+    # (first row, rows, rows of the whole weight), in units of the hidden width
+    part: tuple[int, int, int] | None = None
+    swap: bool = False  # diffusers' norm_out.linear: (scale, shift) is the model's (shift, scale)
 
     @property
     def is_te(self) -> bool:
         return self.component != UNET_C
+
+    @property
+    def base(self) -> "Module":
+        """The module of the whole weight (itself unless it is a part)."""
+        return Module(self.component, self.name) if self.part is not None or self.swap else self
 
 
 @dataclass(frozen=True)
@@ -46,6 +55,17 @@ class Target:
     bias: str | None  # its bias key, if the checkpoint has one
     part: int | None  # 0/1/2: the q/k/v third of a stacked in_proj_weight
     block: str
+    rows: tuple[int, int] | None = None  # Flux: the rows [start, stop) a split module changes
+    swap: bool = False  # Flux: the change's two halves are swapped before it is added
+
+    def cut(self, w):
+        """The part of the weight (or bias) this target changes: a view, so += lands in `w`."""
+        if self.rows is not None:
+            return w[self.rows[0]:self.rows[1]]
+        if self.part is not None:
+            n = w.shape[0] // 3
+            return w[self.part * n:(self.part + 1) * n]
+        return w
 
 
 # ---- diffusers <-> compvis UNet names --------------------------------------------------------------
@@ -323,6 +343,8 @@ class KeyIndex:
     def shape(self, target: Target) -> tuple[int, ...]:
         """The shape a module's ΔW must have (one third of the rows for a q/k/v part)."""
         s = self.shapes[target.key]
+        if target.rows is not None:
+            return (target.rows[1] - target.rows[0], *s[1:])
         return (s[0] // 3, *s[1:]) if target.part is not None else s
 
 

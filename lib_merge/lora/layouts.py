@@ -11,10 +11,12 @@ from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 from ..arch.blocks import SD1, SDXL, Architecture
+from ..arch.flux import FLUX1, FluxArchitecture
 from ..errors import ParseError
 
 BLOCKS26 = SD1.blocks  # BASE, IN00..IN11, M00, OUT00..OUT11
 BLOCKS20 = SDXL.blocks  # BASE, IN00..IN08, M00, OUT00..OUT08
+BLOCKS61 = FLUX1.blocks  # CLIP, T5, IN, D00..D18, S00..S37, OUT (LBW's BLOCKIDFLUX)
 
 
 @dataclass(frozen=True)
@@ -33,41 +35,53 @@ LAYOUTS: dict[int, Layout] = {lay.count: lay for lay in (
     Layout(20, "sdxl", BLOCKS20, "SDXL full (LyCORIS, conv layers)"),
     Layout(26, "sd", BLOCKS26, "SD1/SD2 full (LyCORIS, conv layers)"),
 )}
+# Flux LoRAs: the 61 slots of LBW's BLOCKIDFLUX (hako-mikan/sd-webui-lora-block-weight
+# scripts/lora_block_weight.py @ b403cb7), whatever the checkpoint's block counts. Kept out of
+# LAYOUTS, which the SD-only slider UI and XY plot iterate.
+FLUX_LAYOUT = Layout(61, "flux", BLOCKS61, "Flux.1 LoRA (CLIP, T5, IN, D00..D18, S00..S37, OUT)")
+ALL_LAYOUTS: dict[int, Layout] = {**LAYOUTS, 61: FLUX_LAYOUT}
 
 
-def family(arch: Architecture) -> str:
+def family(arch: Architecture | FluxArchitecture) -> str:
+    if isinstance(arch, FluxArchitecture):
+        return "flux"
     return "sdxl" if arch.id == "sdxl" else "sd"
 
 
-def counts_for(arch: Architecture) -> tuple[int, ...]:
+def counts_for(arch: Architecture | FluxArchitecture) -> tuple[int, ...]:
     """The list lengths a LoRA of this architecture accepts."""
-    return (12, 20, 26) if family(arch) == "sdxl" else (17, 26)
+    return {"sdxl": (12, 20, 26), "sd": (17, 26), "flux": (61,)}[family(arch)]
 
 
-def describe_counts(arch: Architecture) -> str:
-    return " or ".join(f"{n} ({LAYOUTS[n].label})" for n in counts_for(arch))
+def describe_counts(arch: Architecture | FluxArchitecture) -> str:
+    return " or ".join(f"{n} ({ALL_LAYOUTS[n].label})" for n in counts_for(arch))
 
 
 def check_count(n: int, where: str) -> Layout:
     """The layout of an n-value list, or a ParseError naming the allowed counts."""
-    if n not in LAYOUTS:
-        raise ParseError(f"{where}: {n} block weights given; a list needs 12, 17, 20 or 26 values",
+    if n not in ALL_LAYOUTS:
+        raise ParseError(f"{where}: {n} block weights given; a list needs 12, 17, 20, 26 or 61 values",
                          "give 17 values for SD1/SD2 LoRAs, 12 for SDXL LoRAs (26 / 20 with conv layers), "
-                         "or a preset name")
-    return LAYOUTS[n]
+                         "61 for Flux LoRAs, or a preset name")
+    return ALL_LAYOUTS[n]
 
 
-def expand(values: Sequence[float], arch: Architecture, where: str) -> dict[str, float]:
-    """{block: ratio} over every block of `arch` from a 12/17/20/26-value list."""
+def expand(values: Sequence[float], arch: Architecture | FluxArchitecture, where: str) -> dict[str, float]:
+    """{block: ratio} over every block of `arch` from a 12/17/20/26/61-value list."""
     layout = check_count(len(values), where)
     if len(values) not in counts_for(arch):
-        raise ParseError(f"{where}: {len(values)} values is the {layout.label} layout, but this is an "
-                         f"{arch.label} LoRA", f"give {describe_counts(arch)} values, or a preset name")
+        raise ParseError(f"{where}: {len(values)} values is the {layout.label} layout, but this is "
+                         f"{article(arch.label)} LoRA", f"give {describe_counts(arch)} values, or a preset name")
     out = {b: 0.0 for b in arch.blocks}
     for block, v in zip(layout.blocks, values):
         if block in out:
             out[block] = float(v)
     return out
+
+
+def article(label: str) -> str:
+    """`an SDXL`, `an SD1.x`, `a Flux.1`."""
+    return f"{'an' if label[:1] in 'AEFHILMNORSX' and not label.startswith('Flux') else 'a'} {label}"
 
 
 def named(layout: Layout, full: Mapping[str, float]) -> tuple[float, ...]:

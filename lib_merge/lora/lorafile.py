@@ -16,6 +16,7 @@ from ..errors import ArchitectureError, ModelFileError
 from ..io.models import open_model
 from . import algos
 from .algos.base import Algorithm
+from . import flux_index
 from .keys import ArchGuess, Module, canonical, guess_arch, module_block
 from .layouts import family
 
@@ -66,6 +67,14 @@ class LoraModule:
         return self.param_set <= {"alpha"}
 
 
+def guess_lora_arch(raws, shapes=None) -> ArchGuess | None:
+    """Flux from its transformer names (any format), else SD1/SD2/SDXL from the UNet's (keys.guess_arch)."""
+    raws = list(raws)
+    if flux_index.looks_flux(raws):
+        return ArchGuess(flux_index.FLUX1, True, "Flux transformer module names (double/single blocks)")
+    return guess_arch(raws, shapes)
+
+
 class LoraFile:
     """Open with `LoraFile.open(path, arch)`; `arch` is the checkpoint's when baking."""
 
@@ -101,7 +110,7 @@ class LoraFile:
             what = "a checkpoint, not a LoRA" if any(k.startswith(UNET) for k in src.tensors) else "no LoRA modules"
             raise ModelFileError(f"{name} holds {what}", "give a LoRA / LyCORIS file")
         shapes = {k: v.shape for k, v in src.tensors.items()}
-        lf = LoraFile(path, src, modules, unknown, guess_arch(modules, shapes))
+        lf = LoraFile(path, src, modules, unknown, guess_lora_arch(modules, shapes))
         lf.bind(arch if arch is not None or lf.guess is not None else fallback)
         return lf
 
@@ -118,10 +127,15 @@ class LoraFile:
             arch = g.arch
         self.arch = arch
         xl = arch.id == "sdxl"
+        flux = flux_index.is_flux(arch)
         for m in self.modules.values():
             m.algo = algos.find(m.param_set)
-            m.module = canonical(m.raw, xl)
-            m.block = module_block(m.module, arch) if m.module else None
+            if flux:
+                m.module = flux_index.canonical(m.raw, arch)
+                m.block = flux_index.module_block(m.module, arch) if m.module else None
+            else:
+                m.module = canonical(m.raw, xl)
+                m.block = module_block(m.module, arch) if m.module else None
 
     def check_supported(self) -> None:
         """Refuse DoRA, IA3, OFT, GLoRA by name, and modules of no known kind."""

@@ -17,7 +17,7 @@ from ..arch.blocks import Architecture
 from ..errors import ParseError, suggest
 from .elemental import ElementRule, parse_lbwe_text
 from .entries import Entry, Kind, format_entries, parse_entries
-from .layouts import BLOCKS20, BLOCKS26, LAYOUTS, check_count, counts_for, describe_counts, family
+from .layouts import BLOCKS20, BLOCKS26, LAYOUTS, article, check_count, counts_for, describe_counts, family
 
 log = logging.getLogger("lib_merge")
 
@@ -50,8 +50,14 @@ _DEFAULTS: dict[str, dict[str, tuple[float, ...]]] = {
     "ALL0.5": {"sd": (0.5,) * 26, "sdxl": (0.5,) * 20},
     # The placeholder of the LoRA XY plot ("Effective Block Analyzer"): the plot replaces it; alone it is ALL.
     "XYZ": {"sd": (1.0,) * 26, "sdxl": (1.0,) * 20},
+    # LBW's one Flux preset (61 ones; hako-mikan/sd-webui-lora-block-weight @ b403cb7). It has no SD form.
+    "FLUXALL": {},
 }
-FULL_COUNT = {"sd": 26, "sdxl": 20}
+# Flux LoRAs (61 slots): the uniform presets mean the same on every architecture; the SD presets
+# that pick input/middle/output blocks (INS, OUTD, ...) have no Flux meaning and are refused there.
+for _name, _v in (("NONE", 0.0), ("ALL", 1.0), ("ALL0.5", 0.5), ("XYZ", 1.0), ("FLUXALL", 1.0)):
+    _DEFAULTS[_name]["flux"] = (_v,) * 61
+FULL_COUNT = {"sd": 26, "sdxl": 20, "flux": 61}
 
 DEFAULT_LBWE_TEXT = """\
 ATTNDEEPON:IN05-OUT05:attn:1
@@ -66,12 +72,14 @@ XYZ:::1
 
 def default_values(name: str, fam: str) -> tuple[float, ...] | None:
     d = _DEFAULTS.get(name)
-    return d[fam] if d else None
+    return d.get(fam) if d else None
 
 
 def known_form(name: str, count: int) -> tuple[float, ...]:
     """A default preset as the values of one layout (e.g. the 17 values users know)."""
     lay = LAYOUTS[count]
+    if lay.family not in _DEFAULTS[name]:
+        raise ParseError(f"preset {name} has no {lay.label} form", f"{name} is for {_families(name)} LoRAs")
     full = dict(zip(BLOCKS26 if lay.family == "sd" else BLOCKS20, _DEFAULTS[name][lay.family]))
     return tuple(full.get(b, 0.0) for b in lay.blocks)
 
@@ -105,7 +113,7 @@ class PresetBook:
     def check_name(self, name: str, where: str) -> None:
         if not self.has(name):
             raise ParseError(f"{where}: unknown preset {name!r}{suggest(name, self.names())}",
-                             f"use one of {', '.join(self.names())}, or a list of 12/17/20/26 numbers")
+                             f"use one of {', '.join(self.names())}, or a list of 12/17/20/26/61 numbers")
 
     def lbw_entries(self, name: str, arch: Architecture, where: str) -> tuple[Entry, ...]:
         """The preset's entries for a LoRA of `arch`: a user's list of a fitting length first, then
@@ -116,10 +124,16 @@ class PresetBook:
             if n in user:
                 return user[n]
         fam = family(arch)
-        if name in _DEFAULTS:
+        if name in _DEFAULTS and fam in _DEFAULTS[name]:
             return tuple(Entry(Kind.NUMBER, v) for v in _DEFAULTS[name][fam])
+        if name in _DEFAULTS and not user:
+            fits = ", ".join(n for n, d in _DEFAULTS.items() if fam in d)
+            raise ParseError(f"{where}: preset {name!r} is for {_families(name)} LoRAs, not "
+                             f"{article(arch.label)} LoRA",
+                             f"use {fits} or {describe_counts(arch)} values, or add a line {name}:... with "
+                             f"{describe_counts(arch)} values to your presets file")
         have = ", ".join(str(n) for n in sorted(user))
-        raise ParseError(f"{where}: preset {name!r} has {have} values, which do not fit an {arch.label} LoRA",
+        raise ParseError(f"{where}: preset {name!r} has {have} values, which do not fit {article(arch.label)} LoRA",
                          f"add a line {name}:... with {describe_counts(arch)} values to your presets file")
 
     def elemental(self, name: str, where: str) -> tuple[ElementRule, ...]:
@@ -127,6 +141,11 @@ class PresetBook:
             raise ParseError(f"{where}: unknown elemental preset {name!r}{suggest(name, self.lbwe)}",
                              f"use one of {', '.join(sorted(self.lbwe))} or add it to your elemental presets file")
         return self.lbwe[name]
+
+
+def _families(name: str) -> str:
+    labels = {"sd": "SD1/SD2", "sdxl": "SDXL", "flux": "Flux"}
+    return "/".join(labels[f] for f in _DEFAULTS[name])
 
 
 def _read(path: str | None) -> str | None:
@@ -169,7 +188,8 @@ def parse_lbw_presets(text: str, source: str) -> dict[str, dict[int, tuple[Entry
 
 def format_lbw_presets(book: PresetBook, count: int = 17) -> str:
     """A presets file listing every preset (defaults in the given layout, then the user's)."""
-    lines = [f"{name}:{','.join(_fmt(v) for v in known_form(name, count))}" for name in _DEFAULTS]
+    lines = [f"{name}:{','.join(_fmt(v) for v in known_form(name, count))}" for name in _DEFAULTS
+             if LAYOUTS[count].family in _DEFAULTS[name]]
     for name, by_count in book.lbw.items():
         for entries in by_count.values():
             lines.append(f"{name}:{format_entries(entries)}")

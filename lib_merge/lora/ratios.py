@@ -14,6 +14,7 @@ from typing import Iterable, Mapping
 from ..arch.blocks import Architecture
 from .elemental import ElementRule
 from .entries import Entry, uses_random, value_of, values_of
+from .rule_fit import check_rules_fit
 from .layouts import expand
 from .presets import DEFAULT_BOOK, PresetBook
 from .tag import LoraTag, format_tag
@@ -70,6 +71,7 @@ def resolve(tag: LoraTag, arch: Architecture, presets: PresetBook = DEFAULT_BOOK
     else:
         entries = tag.lbw
     rules = presets.elemental(tag.lbwe, where) if tag.lbwe else ()
+    check_rules_fit(rules, arch, tag.lbwe, where)
     random_used = (entries is not None and uses_random(entries)) or any(r.ratio.is_random for r in rules)
     used_seed = tag.seed if tag.seed is not None else seed
     if random_used and used_seed is None:
