@@ -76,7 +76,7 @@ def test_labels_are_unique(models, state):
     demo, ui = build(StandaloneHost(str(models)), state)
     seen = [b.label for b in demo.blocks.values() if getattr(b, "label", None)]
     assert len(seen) == len(set(seen)), sorted(x for x in seen if seen.count(x) > 1)
-    assert len(ui.sliders) == 26 and len(ui.adjust) == 8 and len(ui.form_inputs) == 29
+    assert len(ui.sliders) == 26 + 61 and len(ui.adjust) == 8 and len(ui.form_inputs) == 29
 
 
 def test_events_use_the_right_js_keyword_and_stop_skips_the_queue(models, state):
@@ -104,16 +104,17 @@ def value(update):
 def test_block_weight_handlers(models, state):
     h = Handlers(StandaloneHost(str(models)), state)
     vals = [i / 100 for i in range(26)]
-    text, beta, note = h.slider_released(SD1_LABEL, ALPHA, *vals)
+    text, beta, note = h.slider_released(SD1_LABEL, ALPHA, *vals, *[0.0] * 61)
     assert text == ",".join(format(v, "g") for v in vals) and value(beta) is None and "26 values" in note
     out = h.text_typed("alpha")(SD1_LABEL, ALPHA, "GRAD_V")
-    assert [value(u) for u in out[:26]][:2] == [0.0, 1.0] and "preset GRAD\\_V" in out[26]
+    assert [value(u) for u in out[:26]][:2] == [0.0, 1.0] and "preset GRAD\\_V" in out[87]
+    assert all(value(u) is None for u in out[26:87])  # the Flux sliders stay as they are
     out = h.text_typed("beta")(SD1_LABEL, ALPHA, "GRAD_V")  # the sliders edit alpha: beta typing leaves them
     assert all(value(u) is None for u in out[:26])
     out = h.text_typed("alpha")(SD1_LABEL, ALPHA, "0,1,0.5,1,1")
-    assert all(value(u) is None for u in out[:26]) and "has 5 values" in out[26]
+    assert all(value(u) is None for u in out[:26]) and "has 5 values" in out[87]
     out = h.layout_changed(XL_LABEL, ALPHA, "", "")
-    assert [u["visible"] for u in out[:26]].count(False) == 6
+    assert [u["visible"] for u in out[:26]].count(False) == 6 and not any(u["visible"] for u in out[26:87])
     a, b, *rest = h.preset_picked("GRAD_A", SD1_LABEL, BETA)
     assert value(a) is None and b == "GRAD_A" and value(rest[1]) == 0.0
     a, _, note = h.fill_random("U: uniform", XL_LABEL, ALPHA)
@@ -218,3 +219,65 @@ def test_file_path_values():
         name = "/tmp/x.safetensors"
     assert compat.file_path("/a") == "/a" and compat.file_path(Temp()) == "/tmp/x.safetensors"
     assert compat.file_path({"path": "/p"}) == "/p" and compat.file_path(None) is None
+
+
+# --- Flux.1: model A picks the 61-slider layout ----------------------------------------------------------
+
+FLUX_LABEL = labels.ARCH_LABELS["flux"]
+
+
+def test_flux_model_a_switches_to_61_sliders_that_follow_the_text(models, state):
+    from tests.flux_synth import write_flux
+    write_flux(models / "flux.safetensors", 1)
+    h = Handlers(StandaloneHost(str(models)), state)
+    arch, note = h.detect_arch("flux.safetensors")
+    assert value(arch) == FLUX_LABEL and "Flux.1 dev" in note and "show its blocks" in note
+    sd_row, flux_row = h.slider_rows(FLUX_LABEL)
+    assert sd_row["visible"] is False and flux_row["visible"] is True
+    assert [u["visible"] for u in h.slider_rows(XL_LABEL)] == [True, False]
+    out = h.layout_changed(FLUX_LABEL, ALPHA, "FLUXALL", "")
+    assert not any(u["visible"] for u in out[:26]) and all(u["visible"] for u in out[26:87])
+    assert [value(u) for u in out[26:87]] == [1.0] * 61
+    # sliders -> text -> sliders: slot i (CLIP, T5, IN, D00.., S00.., OUT) carries i/100
+    vals = [0.0] * 26 + [i / 100 for i in range(61)]
+    text, beta, note = h.slider_released(FLUX_LABEL, ALPHA, *vals)
+    parts = text.split(",")
+    assert len(parts) == 61 and parts[3 + 7] == "0.1" and parts[-1] == "0.6" and "61 values for Flux.1" in note
+    out = h.text_typed("alpha")(FLUX_LABEL, ALPHA, text)
+    assert [value(u) for u in out[26:87]] == [i / 100 for i in range(61)]
+    assert all(value(u) is None for u in out[:26])
+    out = h.text_typed("alpha")(FLUX_LABEL, ALPHA, ",".join(["1"] * 26))  # an SD string on Flux: the error
+    assert "has 26 values but Flux.1 takes 61 values" in out[87]
+    a, _, note = h.fill_random("R: uniform 0..1", FLUX_LABEL, ALPHA)
+    assert a == ",".join(["R"] * 61) and "61 random" in note
+    choices = h.preset_choices(FLUX_LABEL)["choices"]
+    assert "FLUXALL" in choices and "GRAD_V" not in choices
+    status, dd = h.save_preset("MY_FLUX", FLUX_LABEL, ALPHA, text, "")
+    assert "61 values for Flux.1" in status and "MY_FLUX" in dd["choices"]
+    a, b, *rest = h.preset_picked("MY_FLUX", FLUX_LABEL, ALPHA)
+    assert a == "MY_FLUX" and [value(u) for u in rest[26:87]] == [i / 100 for i in range(61)]
+
+
+def test_flux_merge_from_the_tab_uses_the_slider_weights(models, state, monkeypatch):
+    import torch
+    from safetensors.torch import load_file
+
+    from tests.flux_synth import write_flux
+    monkeypatch.setattr(gr, "Warning", lambda *a, **k: None)
+    a, b = write_flux(models / "fa.safetensors", 1), write_flux(models / "fb.safetensors", 2)
+    h = Handlers(StandaloneHost(str(models)), state)
+    text, _, _ = h.slider_released(FLUX_LABEL, ALPHA, *([0.0] * 26 + [round(0.9 - i / 100, 2) for i in range(61)]))
+    form = FormValues(model_a="fa.safetensors", model_b="fb.safetensors", alpha_blocks=text, dtype="fp32", name="fm")
+    status, recipe, _ = h.merge_save(lambda f, desc=None: None, *form.to_ui())
+    assert status.startswith("✓ Saved"), status
+    got = load_file(str(models / "fm.safetensors"))
+    # weight of slot i is 0.9 - i/100: CLIP 0.9, T5 0.89, IN 0.88, D07 = slot 10, S20 = slot 42, OUT = slot 60
+    for key, w in (("text_encoders.clip_l.transformer.text_model.final_layer_norm.weight", 0.9),
+                   ("text_encoders.t5xxl.transformer.encoder.final_layer_norm.weight", 0.89),
+                   ("model.diffusion_model.img_in.weight", 0.88),
+                   ("model.diffusion_model.double_blocks.7.txt_mlp.0.weight", 0.8),
+                   ("model.diffusion_model.single_blocks.20.linear1.weight", 0.48),
+                   ("model.diffusion_model.final_layer.linear.weight", 0.3)):
+        want = a[key].double() * (1 - w) + b[key].double() * w
+        assert torch.allclose(got[key].double(), want, atol=1e-6), key
+    assert torch.equal(got["vae.decoder.conv_in.weight"], a["vae.decoder.conv_in.weight"].float())  # VAE not merged

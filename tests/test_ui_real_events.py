@@ -153,3 +153,31 @@ def test_train_difference_sets_add_difference_mode(tab):
     calc = ids["blockmerge_calc"]
     (out,) = fire(demo, calc, "change", {calc: labels.CALC_LABELS["train_difference"]})
     assert _value(out[0]) == labels.MODE_LABELS["add_difference"]
+
+
+# --- Flux.1: the 61 sliders through Gradio's processing -------------------------------------------------
+
+def test_flux_model_a_shows_the_flux_sliders_and_presets(models, tmp_path):
+    from tests.flux_synth import write_flux
+    write_flux(models / "flux.safetensors", 1)
+    demo = build_app(WebuiLikeHost(str(models)), TabState(data_dir=str(tmp_path / "data")))
+    ids = {b.elem_id: b for b in demo.blocks.values() if getattr(b, "elem_id", None)}
+    arch, model_a = ids["blockmerge_arch"], ids["blockmerge_model_a"]
+    (detected,) = fire(demo, model_a, "change", {model_a: "flux.safetensors"})
+    assert _value(detected[0]) == labels.ARCH_LABELS["flux"] and "Flux.1 dev" in detected[1]
+    results = fire(demo, arch, "change", {arch: labels.ARCH_LABELS["flux"]})
+    rows = [r for r in results if len(r) == 2]
+    assert len(rows) == 1 and [u.get("visible") for u in rows[0]] == [False, True]
+    (presets,) = [r[0] for r in results if len(r) == 1]
+    assert "FLUXALL" in _choices(presets) and "GRAD_V" not in _choices(presets)
+    (sliders,) = [r for r in results if len(r) == 26 + 61 + 1]
+    assert [u.get("visible") for u in sliders[26:87]] == [True] * 61
+    # FLUXALL typed in the alpha field moves the 61 sliders to 1
+    alpha = ids["blockmerge_alpha_blocks"]
+    (typed,) = fire(demo, alpha, "input", {alpha: "FLUXALL", arch: labels.ARCH_LABELS["flux"]})
+    assert [_value(u) for u in typed[26:87]] == [1] * 61 and "61 values for Flux.1" in typed[87]
+    # releasing a Flux slider writes the 61-value string
+    d07 = ids["blockmerge_mbw_D07"]
+    (released,) = fire(demo, d07, "release", {d07: 0.25, arch: labels.ARCH_LABELS["flux"]})
+    parts = released[0].split(",")
+    assert len(parts) == 61 and parts[3 + 7] == "0.25" and parts[0] == "0.5"

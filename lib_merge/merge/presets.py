@@ -149,7 +149,7 @@ def builtin(name: str, blocks: tuple[str, ...]) -> list[str] | None:
 
 def builtin_names() -> list[str]:
     names = list(CURVES) + list(SET_PRESETS) + list(VALUE_PRESETS) + list(RANDOM_PRESETS)
-    return names + [f"{n}_XL" for n in list(CURVES) + list(RANDOM_PRESETS)]
+    return names + [f"{n}_XL" for n in list(CURVES) + list(RANDOM_PRESETS)] + ["FLUXALL"]
 
 
 def _fmt(v: float) -> str:

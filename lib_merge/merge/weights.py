@@ -98,6 +98,9 @@ def tokens_for(spec: str, arch: Architecture, presets: PresetBook, what: str) ->
             if text.endswith("_XL") and len(arch.blocks) != 20 and builtin(text, SDXL.blocks) is not None:
                 raise ParseError(f"{what}: preset {text!r} is for SDXL only, not {arch.label}",
                                  f"use {text[:-3]!r} (the 26-value version)")
+            if text == "FLUXALL":
+                raise ParseError(f"{what}: preset 'FLUXALL' is for Flux only, not {arch.label}",
+                                 "use ALL_B (every block at 1, what FLUXALL is on Flux) or a list of numbers")
             raise ParseError(f"{what}: unknown preset {text!r}{suggest(text, presets.names())}",
                              "use a preset name from the list (`python -m lib_merge presets`) or comma-separated numbers")
         label = f"{what} (preset {text!r})"

@@ -106,9 +106,9 @@ class Handlers:
             layout, label = mbw.detect_editor_arch(self.host.checkpoint_path(model_a))
         except MergeError as e:
             return [_same(), f"⚠ model A: {md_escape(labels.user_message(e))}"]
-        if label.startswith(("Flux", "Chroma")):  # the sliders are SD's; the weight text takes Flux's slots
-            return [_same(), f"⚠ Model A is {md_escape(label)}: the sliders are for SD. Type one value per Flux "
-                             "block (CLIP, T5, IN, D00.., S00.., OUT; 61 on Flux.1) or FLUXALL in the weight text."]
+        if layout is None:  # Flux-like with other block counts: the 61 sliders are Flux.1's
+            return [_same(), f"⚠ Model A is {md_escape(label)}: the sliders are for Flux.1's 19 + 38 blocks. Type "
+                             "one value per block (CLIP, T5, IN, D00.., S00.., OUT) or FLUXALL in the weight text."]
         return [gr.update(value=ARCH_LABELS[layout]), f"Model A is {md_escape(label)}: the sliders show its blocks."]
 
     def calc_changed(self, calc_label: str) -> Any:
@@ -134,6 +134,11 @@ class Handlers:
                 kw["visible"] = block in visible
             ups.append(gr.update(**kw))
         return ups + [md_escape(mbw.describe_text(text, arch_id, book))]
+
+    def slider_rows(self, arch_label: str) -> list:
+        """Show the slider row of the layout: SD's 26 (SD1, SDXL) or Flux's 61."""
+        flux = to_id(ARCH_LABELS, arch_label, "block layout") == "flux"
+        return [gr.update(visible=not flux), gr.update(visible=flux)]
 
     def layout_changed(self, arch_label: str, target_label: str, alpha_text: str, beta_text: str) -> list:
         arch_id = to_id(ARCH_LABELS, arch_label, "block layout")

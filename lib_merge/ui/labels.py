@@ -13,9 +13,13 @@ from ..methods import CALCS, MODES, REGISTRY
 MODE_LABELS: dict[str, str] = {m: REGISTRY[m].label for m in MODES}
 CALC_LABELS: dict[str, str] = {"normal": "Normal", **{c: REGISTRY[c].label for c in CALCS if c != "normal"}}
 SELECT_LABELS: dict[str, str] = {"none": "Off", "include": "Include only", "exclude": "Exclude"}
-ARCH_LABELS: dict[str, str] = {"sd1": "SD1 / SD2 (26 blocks)", "sdxl": "SDXL (20 blocks)"}
+ARCH_LABELS: dict[str, str] = {"sd1": "SD1 / SD2 (26 blocks)", "sdxl": "SDXL (20 blocks)",
+                               "flux": "Flux.1 / Chroma (61 blocks)"}
 TARGET_LABELS: dict[str, str] = {"alpha": "alpha weights", "beta": "beta weights"}
-DTYPE_LABELS: dict[str, str] = {"keep": "keep A's", "fp16": "fp16", "bf16": "bf16", "fp32": "fp32"}
+DTYPE_LABELS: dict[str, str] = {"keep": "keep A's", "fp16": "fp16", "bf16": "bf16", "fp32": "fp32",
+                                "fp8_e4m3fn": "fp8 e4m3fn", "fp8_e5m2": "fp8 e5m2"}
+# Flux slider labels that would repeat an adjust slider's label (the webui keys ui-config.json by label)
+SLIDER_LABELS: dict[str, str] = {"IN": "IN (img/txt/time/vector/guidance in)", "OUT": "OUT (final layer)"}
 
 ADJUST_HINTS: dict[str, str] = {
     "IN": "detail at the UNet input (+ sharper, - softer)",

@@ -1,7 +1,9 @@
 """The block-weight editor's logic: sliders <-> weight text, the architecture of model A, presets.
 
-The editor always has 26 sliders named after the SD1/SD2 blocks; on SDXL the six blocks SDXL lacks
-(IN09-IN11, OUT09-OUT11) are hidden and the other 20 are exactly SDXL's blocks, in order.
+The editor has 26 sliders named after the SD1/SD2 blocks and 61 named after Flux.1's slots (CLIP, T5,
+IN, D00..D18, S00..S37, OUT, the SuperMerger/LBW vocabulary). A layout shows its own: SD1 the 26;
+SDXL 20 of them (IN09-IN11 and OUT09-OUT11 hidden, the others exactly SDXL's blocks, in order); Flux
+the 61. The block names of the two sets never collide, so one slider list serves every layout.
 """
 from __future__ import annotations
 
@@ -10,27 +12,35 @@ import re
 import tempfile
 
 from ..arch import SD1, SDXL, Architecture, detect
+from ..arch.flux import FLUX1
 from ..errors import MergeError, ParseError
 from ..io.models import read_shapes
 from ..merge.presets import PresetBook, builtin_names, parse_preset_text
 from ..merge.weights import is_random, tokens_for
 
-SLIDER_BLOCKS: tuple[str, ...] = SD1.blocks  # the 26 sliders, BASE first
-EDITOR_ARCHS = ("sd1", "sdxl")  # the editor's two layouts; SD2 shares SD1's blocks
+SD_SLIDERS: tuple[str, ...] = SD1.blocks  # 26, BASE first
+FLUX_SLIDERS: tuple[str, ...] = FLUX1.blocks  # 61, CLIP (Flux's BASE slot) first
+SLIDER_BLOCKS: tuple[str, ...] = SD_SLIDERS + FLUX_SLIDERS  # every slider of the editor, in this order
+EDITOR_ARCHS = ("sd1", "sdxl", "flux")  # the editor's layouts; SD2 shares SD1's blocks, Chroma Flux's
+_EDITOR = {"sd1": SD1, "sdxl": SDXL, "flux": FLUX1}
 
 
 def editor_arch(arch_id: str) -> Architecture:
-    return SDXL if arch_id == "sdxl" else SD1
+    return _EDITOR.get(arch_id, SD1)  # type: ignore[return-value]  (FluxArchitecture has the same surface)
 
 
 def shown_blocks(arch_id: str) -> frozenset[str]:
     return frozenset(editor_arch(arch_id).blocks)
 
 
-def detect_editor_arch(path: str) -> tuple[str, str]:
-    """(editor layout id, label such as 'SDXL' or 'SD2.x inpaint') of a model file, from its header."""
+def detect_editor_arch(path: str) -> tuple[str | None, str]:
+    """(editor layout id, label such as 'SDXL', 'SD2.x inpaint' or 'Flux.1 dev') of a model file, from
+    its header. The layout is None for a Flux-family model whose block counts are not Flux.1's 19 + 38
+    (the sliders cannot show it; its weights are typed)."""
     tensors, _ = read_shapes(path)
     info = detect({k: v.shape for k, v in tensors.items()}, os.path.basename(path))
+    if info.arch.blocks[0] == "CLIP":  # Flux.1, Chroma, or a Flux-like model with other counts
+        return ("flux" if info.arch.blocks == FLUX1.blocks else None), info.label
     return ("sdxl" if info.arch.id == "sdxl" else "sd1"), info.label
 
 
@@ -81,9 +91,17 @@ def describe_text(text: str, arch_id: str, presets: PresetBook | None = None) ->
 
 
 def preset_names(book: PresetBook, arch_id: str) -> list[str]:
-    """Presets that mean something for the layout (`_XL` ones only on SDXL)."""
-    blocks = editor_arch(arch_id).blocks
-    return [n for n in book.names() if book.lookup(n, blocks) is not None]
+    """Presets that mean something for the layout: their values fit its blocks (`_XL` ones only on
+    SDXL, FLUXALL and 61-value user presets only on Flux)."""
+    arch = editor_arch(arch_id)
+    out = []
+    for n in book.names():
+        try:
+            tokens_for(n, arch, book, "preset")
+        except MergeError:
+            continue
+        out.append(n)
+    return out
 
 
 _NAME = re.compile(r"^[^\s:,#]+$")

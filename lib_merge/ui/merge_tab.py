@@ -34,7 +34,7 @@ class MergeTab:
     host: Host
     state: TabState
     c: dict[str, Any] = field(default_factory=dict)  # form fields by FormValues name
-    sliders: list = field(default_factory=list)  # MBW sliders, in mbw.SLIDER_BLOCKS order
+    sliders: list = field(default_factory=list)  # MBW sliders (SD's 26, then Flux's 61), in mbw.SLIDER_BLOCKS order
     adjust: list = field(default_factory=list)  # the 8 adjust sliders
     w: dict[str, Any] = field(default_factory=dict)  # everything else: buttons, status, history...
 
@@ -128,14 +128,26 @@ def _block_weights(ui: MergeTab, h: Handlers, d: FormValues) -> None:
             ui.w["preset_name"] = gr.Textbox("", label="New preset name", elem_id="blockmerge_preset_name",
                                              placeholder="MY_PRESET", scale=2)
             ui.w["save_preset"] = gr.Button("Save preset", elem_id="blockmerge_save_preset", scale=1)
-        sliders = {}
-        with gr.Row(elem_classes=["blockmerge-sliders"]):
-            for group in (("BASE", "M00"), [b for b in mbw.SLIDER_BLOCKS if b.startswith("IN")],
-                          [b for b in mbw.SLIDER_BLOCKS if b.startswith("OUT")]):
-                with gr.Column(min_width=160):
-                    for b in group:
-                        sliders[b] = gr.Slider(-1, 2, 0.5, step=0.01, label=b, elem_id=f"blockmerge_mbw_{b}",
-                                               visible=b in mbw.shown_blocks("sd1"))
+        sliders: dict[str, Any] = {}
+
+        def column(blocks: Any) -> None:
+            with gr.Column(min_width=160):
+                for b in blocks:
+                    sliders[b] = gr.Slider(-1, 2, 0.5, step=0.01, label=labels.SLIDER_LABELS.get(b, b),
+                                           elem_id=f"blockmerge_mbw_{b}", visible=b in mbw.shown_blocks("sd1"))
+        # one row per slider set; the layout shows one row (and, within SD's, SDXL hides six sliders)
+        with gr.Row(elem_classes=["blockmerge-sliders"], elem_id="blockmerge_sliders_sd") as sd_row:
+            column(("BASE", "M00"))
+            column([b for b in mbw.SD_SLIDERS if b.startswith("IN")])
+            column([b for b in mbw.SD_SLIDERS if b.startswith("OUT")])
+        with gr.Row(elem_classes=["blockmerge-sliders"], elem_id="blockmerge_sliders_flux", visible=False) as flux_row:
+            column(("CLIP", "T5", "IN", "OUT"))
+            doubles = [b for b in mbw.FLUX_SLIDERS if b.startswith("D")]
+            singles = [b for b in mbw.FLUX_SLIDERS if b.startswith("S")]
+            column(doubles)
+            column(singles[:len(singles) // 2])
+            column(singles[len(singles) // 2:])
+        ui.w["sd_row"], ui.w["flux_row"] = sd_row, flux_row
         ui.sliders = [sliders[b] for b in mbw.SLIDER_BLOCKS]
 
 
@@ -228,6 +240,7 @@ def _wire(ui: MergeTab, h: Handlers) -> None:
         return on(event, h.layout_changed, mbw_out, mbw_in, status=note)
     relayout(w["arch"].change)
     on(w["arch"].change, lambda a: [h.preset_choices(a)], [w["preset"]], [w["arch"]])
+    on(w["arch"].change, h.slider_rows, [w["sd_row"], w["flux_row"]], [w["arch"]])
     relayout(w["target"].change)
     for which in ("alpha", "beta"):
         on(c[f"{which}_blocks"].input, h.text_typed(which), mbw_out,

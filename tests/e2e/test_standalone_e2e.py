@@ -24,6 +24,7 @@ from lib_merge.arch import SD1
 from lib_merge.merge.inspect import describe
 from lib_merge.merge.presets import PresetBook
 from lib_merge.merge.weights import tokens_for
+from tests.flux_synth import write_flux
 from tests.synth import write_checkpoint
 
 pytestmark = pytest.mark.e2e
@@ -65,6 +66,7 @@ def server(tmp_path_factory):
         d.mkdir()
     write_checkpoint(models / "A.safetensors", "sd1", seed=1)
     write_checkpoint(models / "B.safetensors", "sd1", seed=2)
+    write_flux(models / "F.safetensors", 3)  # Flux.1 dev, real key names and block counts, tiny widths
     port = _free_port()
     env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", BLOCKMERGE_CACHE_DIR=str(base / "cache"),
                PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
@@ -239,6 +241,32 @@ def test_sliders_and_text_follow_each_other(page):
     pg.wait_for_function("s => document.querySelector(s).value.includes(',')", arg=textarea("blockmerge_alpha_blocks"))
     values = pg.input_value(textarea("blockmerge_alpha_blocks")).split(",")
     assert len(values) == 26 and values[0] == "0" and values[6] == "0.8" and values[1] == "0.25"
+
+
+def visible(pg, elem_id: str) -> bool:
+    return pg.evaluate("id => { const e = document.getElementById(id); return !!e && e.offsetParent !== null; }",
+                       elem_id)
+
+
+def test_flux_model_a_shows_61_sliders_that_follow_the_text(page):
+    pg = page
+    pick(pg, "blockmerge_model_a", "F.safetensors")  # model A is Flux.1: the layout switches to its 61 sliders
+    pg.wait_for_function("() => { const e = document.getElementById('blockmerge_mbw_D07'); "
+                         "return !!e && e.offsetParent !== null; }")
+    assert visible(pg, "blockmerge_mbw_S37") and visible(pg, "blockmerge_mbw_CLIP")
+    assert not visible(pg, "blockmerge_mbw_IN05") and not visible(pg, "blockmerge_mbw_BASE")
+    pg.fill(textarea("blockmerge_alpha_blocks"), "FLUXALL")  # typing moves the Flux sliders
+    pg.wait_for_function("() => document.querySelector('#blockmerge_mbw_S20 input[type=number]').value === '1'")
+    box = "#blockmerge_mbw_S20 input[type=number]"
+    pg.fill(box, "0.3")
+    pg.press(box, "Tab")
+    pg.wait_for_function("s => document.querySelector(s).value.split(',').length === 61",
+                         arg=textarea("blockmerge_alpha_blocks"))
+    values = pg.input_value(textarea("blockmerge_alpha_blocks")).split(",")
+    assert values[3 + 19 + 20] == "0.3" and values.count("1") == 60  # S20 is slot 42 of CLIP, T5, IN, D.., S.., OUT
+    pick(pg, "blockmerge_model_a", "A.safetensors")  # back to SD1: its 26 sliders again
+    pg.wait_for_function("() => document.getElementById('blockmerge_mbw_IN05').offsetParent !== null")
+    assert not visible(pg, "blockmerge_mbw_D07")
 
 
 def test_every_button_and_dropdown_without_an_error(page, server):
