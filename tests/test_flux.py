@@ -179,7 +179,7 @@ def test_packed_formats_are_refused_naming_them():
 
 def test_fluxall_preset_and_sd_presets_on_flux():
     assert parse_block_weights("FLUXALL", FLUX1, base_default=0.5).values == (1.0,) * 61
-    with pytest.raises(ParseError, match="unknown preset 'FLUXALL'"):
+    with pytest.raises(ParseError, match="preset 'FLUXALL' is for Flux only, not SD1.x. Fix: use ALL_B"):
         from lib_merge.arch import SD1
         parse_block_weights("FLUXALL", SD1, base_default=0.5)
     with pytest.raises(ParseError, match="has 26 values but Flux.1 takes 61"):
