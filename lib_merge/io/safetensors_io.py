@@ -107,6 +107,7 @@ class SafetensorsReader:
         self.tensors, self.metadata = read_header(path)
         self._f: BinaryIO = open(path, "rb", buffering=0)
         self._fd = self._f.fileno()
+        self.hasher = None  # a hashing.StreamHasher fed every read, when the merge hashes this file
 
     def close(self) -> None:
         self._f.close()
@@ -125,6 +126,8 @@ class SafetensorsReader:
         n = count * isz
         view = out[:n]
         _pread_exact(self._fd, self._f, view, info.start + first * isz, self.path)
+        if self.hasher is not None:
+            self.hasher.feed(info.start + first * isz, view)
         return view
 
     def read_tensor(self, key: str, out: memoryview, first: int = 0, count: int | None = None) -> torch.Tensor:
@@ -173,8 +176,11 @@ def _pread_exact(fd: int, f: BinaryIO, view: memoryview, offset: int, path: str)
         done += got
 
 
-def header_bytes(entries: Iterable[tuple[str, str, tuple[int, ...]]], metadata: Mapping[str, str] | None) -> tuple[bytes, dict[str, tuple[int, int]]]:
-    """Serialise a header for tensors laid out in the given order; returns (bytes incl. length, offsets)."""
+def header_bytes(entries: Iterable[tuple[str, str, tuple[int, ...]]], metadata: Mapping[str, str] | None,
+                 size: int = 0) -> tuple[bytes, dict[str, tuple[int, int]]]:
+    """Serialise a header for tensors laid out in the given order; returns (bytes incl. length, offsets).
+    `size`: pad the JSON with spaces to exactly this many bytes in all (a multiple of 8; trailing
+    spaces are how the format aligns its data anyway); ValueError if the header is longer."""
     header: dict = {}
     if metadata:
         header["__metadata__"] = {str(k): str(v) for k, v in metadata.items()}
@@ -187,15 +193,22 @@ def header_bytes(entries: Iterable[tuple[str, str, tuple[int, ...]]], metadata: 
         pos += n
     raw = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
     raw += b" " * (-len(raw) % 8)
+    if size:
+        if size % 8 or len(raw) + 8 > size:
+            raise ValueError(f"header of {len(raw) + 8} bytes does not fit in {size}")
+        raw += b" " * (size - 8 - len(raw))
     return struct.pack("<Q", len(raw)) + raw, offsets
 
 
 class SafetensorsWriter:
     """Writes the header first, then tensor bytes in header order, straight to an open file."""
 
-    def __init__(self, f: BinaryIO, entries: list[tuple[str, str, tuple[int, ...]]], metadata: Mapping[str, str] | None):
+    def __init__(self, f: BinaryIO, entries: list[tuple[str, str, tuple[int, ...]]], metadata: Mapping[str, str] | None,
+                 header_size: int = 0):
+        """`header_size`: reserve that many bytes for the header (see `rewrite_metadata`)."""
         self._f = f
-        head, offsets = header_bytes(entries, metadata)
+        self._entries = entries
+        head, offsets = header_bytes(entries, metadata, header_size)
         self.header_len = len(head)
         f.write(head)
         self._order = [k for k, _, _ in entries]
@@ -221,6 +234,16 @@ class SafetensorsWriter:
     def finish(self) -> None:
         if self._i != len(self._order):
             raise RuntimeError(f"output incomplete: {self._order[self._i]!r} was never written")
+
+    def rewrite_metadata(self, metadata: Mapping[str, str] | None) -> None:
+        """Overwrite the header in place with new metadata, padded to the size first written (the
+        tensors stay where they are). For values only known at the end, e.g. the inputs' sha256
+        computed from the merge's own reads. The file must be seekable."""
+        head, _ = header_bytes(self._entries, metadata, self.header_len)
+        end = self._f.tell()
+        self._f.seek(0)
+        self._f.write(head)
+        self._f.seek(end)
 
 
 def _as_bytes(data) -> memoryview:

@@ -20,20 +20,42 @@ def models_metadata(paths: Iterable[str], cache: HashCache, metadata_of: Mapping
                     ) -> tuple[dict[str, Any], list[str]]:
     """(sd_merge_models dict, [sha256 per path]). Inputs that are merges themselves bring their own
     sd_merge_models along, as the webui's merger does, so the whole family tree stays in the file."""
+    paths = list(paths)
+    hashes = [cache.sha256(p) for p in paths]
+    return models_for(paths, hashes, metadata_of), hashes
+
+
+def models_for(paths: list[str], hashes: list[str], metadata_of: Mapping[str, Mapping[str, str]] | None = None
+               ) -> dict[str, Any]:
+    """sd_merge_models for inputs whose sha256 are `hashes` (see `models_metadata`)."""
     models: dict[str, Any] = {}
-    hashes: list[str] = []
-    for path in paths:
-        digest = cache.sha256(path)
-        hashes.append(digest)
-        meta = (metadata_of or {}).get(path, {})
-        try:
-            models.update(json.loads(meta.get("sd_merge_models", "{}")))
-        except ValueError:
-            pass
-        recipe = meta.get("sd_merge_recipe")
+    for path, digest in zip(paths, hashes):
+        models.update(inherited(path, metadata_of))
+        recipe = (metadata_of or {}).get(path, {}).get("sd_merge_recipe")
         models[digest] = {"name": model_name(path), "legacy_hash": legacy_hash(path),
                           "sd_merge_recipe": json_or_text(recipe)}
-    return models, hashes
+    return models
+
+
+def inherited(path: str, metadata_of: Mapping[str, Mapping[str, str]] | None) -> dict[str, Any]:
+    """The sd_merge_models an input that is itself a merge brings along."""
+    try:
+        got = json.loads((metadata_of or {}).get(path, {}).get("sd_merge_models", "{}"))
+    except ValueError:
+        return {}
+    return got if isinstance(got, dict) else {}
+
+
+def placeholders(n: int) -> list[str]:
+    """Stand-ins for n sha256 digests not known yet: distinct, 64 characters, JSON-plain like a digest.
+
+    Metadata made with the real digests is never longer than with these: every entry of the real
+    sd_merge_models is also in the placeholder one (our entry for input i sits under placeholder i;
+    an inherited entry that survives in the real one is the last one written for its key there too),
+    keys are 64 characters either way, and the real one can only have fewer entries (an inherited
+    entry or a repeated input under the same digest collapses). So a header written with
+    placeholders leaves room for the real one, padded with spaces."""
+    return [f"{i + 1:064x}" for i in range(n)]
 
 
 def json_or_text(text: str | None) -> Any:

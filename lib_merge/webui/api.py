@@ -44,6 +44,7 @@ class Deps:
 
 def webui_deps() -> Deps:
     from . import checkpoints, settings
+    from .hash_share import WebuiHashes
 
     def lock() -> ContextManager:
         from modules.call_queue import queue_lock
@@ -58,7 +59,7 @@ def webui_deps() -> Deps:
     return Deps(lock, lambda n: checkpoints.resolve(n).filename, checkpoints.models_dir,
                 lambda: os.path.join(settings.data_dir(), "mbw_presets.txt"),
                 PresetFiles(settings.lbw_presets_path, settings.lbwe_presets_path),
-                checkpoints.refresh, live_arch)
+                checkpoints.refresh, live_arch, HashCache(shared=WebuiHashes()))
 
 
 # ---- routes as plain functions ------------------------------------------------------------------

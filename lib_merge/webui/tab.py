@@ -37,7 +37,9 @@ def on_ui_tabs() -> list[tuple[Any, str, str]]:
         text = (f"The merge tab could not be loaded ({e}). The LoRA block-weight script and the REST API "
                 "still work. Reinstall the extension, or report this error.")
         return [(_message_tab(text), TAB_TITLE, TAB_ID)]
-    tab = build_merge_tab(host, TabState(data_dir=settings.data_dir()))
+    from ..io.hashing import HashCache
+    from .hash_share import WebuiHashes
+    tab = build_merge_tab(host, TabState(data_dir=settings.data_dir(), hash_cache=HashCache(shared=WebuiHashes())))
     return [(tab, TAB_TITLE, TAB_ID)]
 
 
