@@ -7,8 +7,26 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 ARCHS = {"sd15": ("sd1", "SD1.5"), "sdxl": ("sdxl", "SDXL")}
-MODES = {"weight_sum": 2, "add_difference": 3}
 ALPHA = 0.5
+BETA = 0.25
+
+# The benchmark's rows: inputs used, extra CLI arguments for ours, the naive formula (None: no naive
+# contender for that row), and what is special about the row ("first": ours starts with an empty
+# hash cache, so it hashes the inputs; "cold": the page cache is dropped before every contender).
+ROWS: dict[str, dict] = {
+    "weight_sum": {"n": 2, "args": [], "naive": "weight_sum"},
+    "weight_sum_mbw": {"n": 2, "args": ["--alpha-blocks", "GRAD_V"], "naive": None},
+    "add_difference": {"n": 3, "args": ["--mode", "add_difference"], "naive": "add_difference"},
+    "add_difference_mbw": {"n": 3, "args": ["--mode", "add_difference", "--alpha-blocks", "GRAD_V"], "naive": None},
+    "triple_sum": {"n": 3, "args": ["--mode", "triple_sum", "--beta", str(BETA)], "naive": "triple_sum"},
+    "sum_twice": {"n": 3, "args": ["--mode", "sum_twice", "--beta", str(BETA)], "naive": "sum_twice"},
+    "train_difference": {"n": 3, "args": ["--calc", "train_difference"], "naive": None},
+    "cosine_a": {"n": 2, "args": ["--calc", "cosine_a"], "naive": None},
+    "self": {"n": 1, "args": ["--calc", "self", "--alpha", "0.9"], "naive": "self"},
+    "first_merge": {"n": 2, "args": [], "naive": None, "first": True},
+    "cold": {"n": 2, "args": [], "naive": "weight_sum", "cold": True},
+}
+MODES = {name: row["n"] for name, row in ROWS.items()}
 GiB = 1 << 30
 
 

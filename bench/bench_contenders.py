@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 
-from bench_common import ALPHA
+from bench_common import ALPHA, BETA
 
 READ_BUF = 64 << 20  # the floor's reused read/write buffer
 
@@ -43,11 +43,21 @@ def child_naive(mode: str, inputs: list[str], out: str) -> None:
         if not ta.is_floating_point() or k.startswith("first_stage_model."):
             res[k] = ta
             continue
-        fa, fb = ta.float(), sds[1][k].float()
+        fa = ta.float()
+        fb = sds[1][k].float() if len(sds) > 1 else None
+        fc = sds[2][k].float() if len(sds) > 2 else None
         if mode == "weight_sum":
             r = fa * (1 - ALPHA) + fb * ALPHA
+        elif mode == "add_difference":
+            r = fa + (fb - fc) * ALPHA
+        elif mode == "triple_sum":
+            r = fa * (1 - ALPHA - BETA) + fb * ALPHA + fc * BETA
+        elif mode == "sum_twice":
+            r = (fa * (1 - ALPHA) + fb * ALPHA) * (1 - BETA) + fc * BETA
+        elif mode == "self":
+            r = fa * 0.9
         else:
-            r = fa + (fb - sds[2][k].float()) * ALPHA
+            raise SystemExit(f"naive: no formula for {mode}")
         res[k] = r.to(ta.dtype)
     save_file(res, out)
     fd = os.open(out, os.O_RDONLY)

@@ -76,12 +76,13 @@ def drop_caches() -> str | None:
         return f"cannot drop the page cache ({e.strerror}); cold runs are not possible here"
 
 
-def prehash(inputs: list[str], cache_dir: str) -> float:
-    """Fill a fresh hash cache for the inputs; the seconds it took (ours' one-time cost)."""
+def prehash(inputs: list[str], cache_dir: str, keep: bool = False) -> float:
+    """Fill a fresh hash cache for the inputs; the seconds it took (a separate pass, for comparison:
+    ours hashes files it has not seen while merging, see the first_merge row)."""
     sys_path()
     from lib_merge.io.hashing import HashCache
     path = os.path.join(cache_dir, "hashes.json")
-    if os.path.exists(path):
+    if os.path.exists(path) and not keep:
         os.remove(path)  # measure the real cost every run
     cache = HashCache(path)
     t0 = time.perf_counter()

@@ -40,7 +40,7 @@ import os
 import platform
 import sys
 
-from bench_common import ALPHA, ARCHS, GiB, HERE, MODES, REPO
+from bench_common import ALPHA, ARCHS, GiB, HERE, MODES, REPO, ROWS
 from bench_contenders import child_floor, child_naive, child_torch_import
 from bench_inputs import ensure_inputs, generate, input_paths
 from bench_measure import drop_caches, drop_caches_allowed, prehash, run_measured
@@ -60,10 +60,12 @@ def contender_argv(name: str, mode: str, inputs: list[str], out: str, out_size: 
     if name == "floor":
         return [sys.executable, me, "--child", "floor", "--out-size", str(out_size), "-o", out, *inputs]
     if name == "naive":
-        return [sys.executable, me, "--child", "naive", "--child-mode", mode, "-o", out, *inputs]
+        return [sys.executable, me, "--child", "naive", "--child-mode", ROWS[mode]["naive"], "-o", out, *inputs]
     if name == "ours":
-        return [sys.executable, "-m", "lib_merge", "merge", *inputs, "-o", out, "--mode", mode,
-                "--alpha", str(ALPHA), "--quiet", "--overwrite"]
+        return [sys.executable, "-m", "lib_merge", "merge", *inputs, "-o", out, "--alpha", str(ALPHA),
+                *ROWS[mode]["args"], "--quiet", "--overwrite"]
+    if name == "help":
+        return [sys.executable, "-m", "lib_merge", "merge", "--help"]
     if name == "torch":
         return [sys.executable, me, "--child", "torch"]
     raise ValueError(name)
@@ -85,14 +87,26 @@ def _rm(path: str) -> None:
             os.remove(os.path.join(folder, leftover))
 
 
+NAIVE_MAX = 15e9  # inputs beyond this: no naive contender (it would take the shared machine's RAM)
+
+
 def bench_one(arch: str, mode: str, workdir: str, args, env: dict, cold_err: str | None) -> dict:
+    row = ROWS[mode]
     inputs = input_paths(workdir, arch)[:MODES[mode]]
     out = os.path.join(workdir, f"{arch}_{mode}_out.safetensors")
     out_size = os.path.getsize(inputs[0])
-    cold = args.cold and cold_err is None
+    cold = (args.cold or row.get("cold", False)) and cold_err is None
     names = ["floor", "naive", "ours"]
     if args.skip:
         names = [n for n in names if n not in args.skip]
+    skipped = ""
+    if "naive" in names and row["naive"] is None:
+        names.remove("naive")
+        skipped = "no naive formula for this row"
+    elif "naive" in names and sum(os.path.getsize(p) for p in inputs) > NAIVE_MAX:
+        names.remove("naive")
+        skipped = f"naive skipped: {sum(os.path.getsize(p) for p in inputs) / 1e9:.0f} GB of inputs in RAM on a shared machine"
+    hash_file = os.path.join(env["BLOCKMERGE_CACHE_DIR"], "hashes.json")
     results: dict[str, list[dict]] = {n: [] for n in names}
     for rep in range(args.repeat):
         for n in names:
@@ -102,6 +116,8 @@ def bench_one(arch: str, mode: str, workdir: str, args, env: dict, cold_err: str
                 # re-read the inputs (untimed) before every contender: the one before may have
                 # pushed them out of the page cache (naive's gigabytes of anon memory do)
                 run_measured(contender_argv("warm", mode, inputs, out, out_size), args.poll)
+            if n == "ours" and row.get("first") and os.path.exists(hash_file):
+                os.remove(hash_file)  # a merge of files never seen before: ours hashes them
             r = run_measured(contender_argv(n, mode, inputs, out, out_size), args.poll,
                              env if n == "ours" else None)
             _rm(out)
@@ -113,59 +129,41 @@ def bench_one(arch: str, mode: str, workdir: str, args, env: dict, cold_err: str
             if r["rc"] != 0:
                 print("    " + r["stderr"].strip().replace("\n", "\n    "), file=sys.stderr)
     best = {n: min(rs, key=lambda r: (r["rc"] != 0, r["wall"])) for n, rs in results.items() if rs}
+    if row.get("first"):  # leave the cache filled for the rows after this one
+        prehash(inputs, env["BLOCKMERGE_CACHE_DIR"], keep=True)
     return {"arch": arch, "mode": mode, "cold": cold, "inputs": [os.path.getsize(p) for p in inputs],
-            "out_size": out_size, "runs": results, "best": best}
+            "out_size": out_size, "runs": results, "best": best, "skipped": skipped}
 
 
-def fmt_table(res: dict, torch_base: dict | None) -> str:
-    arch, mode = res["arch"], res["mode"]
-    n_in = len(res["inputs"])
-    lines = [f"### {ARCHS[arch][1]} · {mode} α={ALPHA} ({n_in} × {res['inputs'][0] / 1e9:.2f} GB in, "
-             f"{res['out_size'] / 1e9:.2f} GB out) · {'cold' if res['cold'] else 'warm'} page cache",
-             "", "| contender | wall s | × floor | CPU s (user+sys) | peak RSS | peak anon |",
-             "|---|---:|---:|---:|---:|---:|"]
+def _s(r: dict | None) -> str:
+    if r is None:
+        return "–"
+    return f"{r['wall']:.1f}" if r["rc"] == 0 else f"FAILED ({r['rc']})"
+
+
+def fmt_row(res: dict) -> str:
+    """One line of the summary table: floor, ours, ratio, naive, anon peaks, CPU, load."""
     best = res["best"]
-    floor = best.get("floor")
+    floor, ours, naive = best.get("floor"), best.get("ours"), best.get("naive")
     fw = floor["wall"] if floor and floor["rc"] == 0 else None
-    for n in ("floor", "naive", "ours"):
-        r = best.get(n)
-        if r is None:
-            continue
-        if r["rc"] != 0:
-            lines.append(f"| {LABELS[n]} | FAILED (exit {r['rc']}) | – | – | – | – |")
-            continue
-        ratio = f"{r['wall'] / fw:.2f}" if fw else "–"
-        lines.append(f"| {LABELS[n]} | {r['wall']:.1f} | {ratio} | {r['cpu']:.1f} | {r['rss'] / GiB:.2f} GiB | "
-                     f"{r['anon'] / GiB:.2f} GiB |")
-    if torch_base:
-        lines.append(f"| {LABELS['torch']} | {torch_base['wall']:.1f} | – | {torch_base['cpu']:.1f} | "
-                     f"{torch_base['rss'] / GiB:.2f} GiB | "
-                     f"{torch_base['anon'] / GiB:.2f} GiB |")
-    ours = best.get("ours")
+    ok = lambda r: r is not None and r["rc"] == 0  # noqa: E731
+    ratio = f"{ours['wall'] / fw:.2f}" if ok(ours) and fw else "–"
+    nratio = f"{naive['wall'] / fw:.2f}" if ok(naive) and fw else "–"
     loads = [r["load"] for rs in res["runs"].values() for r in rs]
-    if loads and max(loads) > (os.cpu_count() or 1):
-        lines.append("")
-        lines.append(f"Note: load average reached {max(loads):.1f} on {os.cpu_count()} CPUs during these runs "
-                     "(other work on the machine): wall times are inflated; CPU seconds are steadier.")
-    lines.append("")
-    if ours is None:
-        lines.append("Verdict: ours not run.")
-    elif ours["rc"] != 0:
-        lines.append(f"Verdict: FAIL — ours exited {ours['rc']}: {ours['stderr'].strip().splitlines()[-1:]}")
-    elif fw:
-        ratio = ours["wall"] / fw
-        ok_t = ratio <= TARGET_RATIO
-        ok_m = ours["rss"] < TARGET_RSS
-        ok_p = ratio <= PERF_RATIO and ours["anon"] < PERF_ANON
-        lines.append(
-            f"Verdict: {'PASS' if ok_t and ok_m else 'FAIL'} — ours {ratio:.2f}× floor "
-            f"(target ≤ {TARGET_RATIO}×: {'ok' if ok_t else 'miss'}), peak RSS {ours['rss'] / 1e9:.2f} GB "
-            f"(target < 1 GB: {'ok' if ok_m else 'miss'}); PERF.md bar (≤ {PERF_RATIO}×, anon "
-            f"{ours['anon'] / GiB:.2f} GiB < 1 GiB): {'met' if ok_p else 'not met'}.")
-        naive = best.get("naive")
-        if naive and naive["rc"] == 0:
-            lines[-1] += f" Ours is {naive['wall'] / ours['wall']:.2f}× faster than naive."
-    return "\n".join(lines)
+    verdict = "–"
+    if ok(ours) and fw:
+        verdict = "met" if ours["wall"] / fw <= PERF_RATIO and ours["anon"] < PERF_ANON else "NOT met"
+    n_in = len(res["inputs"])
+    what = res["mode"] + (" (cold)" if res["cold"] else "")
+    return (f"| {ARCHS[res['arch']][1]} | {what} | {n_in} × {res['inputs'][0] / 1e9:.2f} GB | {_s(floor)} | {_s(ours)} | "
+            f"**{ratio}** | {_s(naive)} | {nratio} | {ours['anon'] / GiB if ok(ours) else float('nan'):.2f} | "
+            f"{naive['anon'] / GiB if ok(naive) else float('nan'):.2f} | {ours['cpu'] if ok(ours) else float('nan'):.1f} | "
+            f"{max(loads) if loads else 0:.1f} | {verdict} |" + (f" {res['skipped']}" if res.get("skipped") else ""))
+
+
+SUMMARY_HEAD = ("| model | row | inputs | floor s | ours s | ours/floor | naive s | naive/floor | ours anon GiB | "
+                "naive anon GiB | ours CPU s | load avg | ≤ 1.2× & < 1 GiB |\n"
+                "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -210,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     os.makedirs(cache_dir, exist_ok=True)
     env = dict(os.environ, BLOCKMERGE_CACHE_DIR=cache_dir,
                PYTHONPATH=REPO + (os.pathsep + os.environ["PYTHONPATH"] if os.environ.get("PYTHONPATH") else ""))
-    cold_err = drop_caches() if args.cold else None
+    cold_err = drop_caches() if (args.cold or any(ROWS[m].get("cold") for m in args.mode)) else None
     report: dict = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                                 "ram_gib": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / GiB},
                     "cold_requested": args.cold, "cold_error": cold_err, "archs": {}, "results": []}
@@ -222,10 +220,18 @@ def main(argv: list[str] | None = None) -> int:
     md: list[str] = []
     if args.cold and cold_err:
         md.append(f"> {cold_err}: the numbers below are warm.\n")
-    elif not args.cold:
-        md.append("> warm page cache (inputs read once, untimed, before every contender). Use --cold to drop caches before every "
-                  "contender" + (" (allowed here)." if drop_caches_allowed() else " (NOT allowed here).") + "\n")
+    md.append("> warm page cache unless the row says cold (inputs read once, untimed, before every contender); "
+              "cold rows: `sync; echo 3 > /proc/sys/vm/drop_caches` before every contender "
+              + ("(allowed here)." if drop_caches_allowed() else "(NOT allowed here: cold rows are warm).") + "\n")
+    md.append(f"> machine: {os.cpu_count()} CPUs, {report['machine']['ram_gib']:.0f} GiB RAM; load average at start "
+              f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}\n")
     torch_base = run_measured(contender_argv("torch", "", [], "", 0), args.poll)
+    helps = [run_measured(contender_argv("help", "", [], "", 0), args.poll, env) for _ in range(3)]
+    report["cli_help"] = helps
+    md.append(f"CLI fixed cost: `python -m lib_merge merge --help` {min(h['wall'] for h in helps):.2f} s (best of 3, "
+              f"no torch import); `python -c 'import torch, safetensors.torch'` {torch_base['wall']:.2f} s, "
+              f"{torch_base['anon'] / GiB:.2f} GiB anon (in every merge's time below).\n")
+    rows_md: list[str] = []
     for arch in args.arch:
         t_gen, made = ensure_inputs(workdir, arch, args.jobs)
         inputs = input_paths(workdir, arch)[:max(MODES[m] for m in args.mode)]
@@ -233,17 +239,22 @@ def main(argv: list[str] | None = None) -> int:
         info["hash_s"] = prehash(inputs, cache_dir)
         report["archs"][arch] = info
         gen_line = (f"generated {', '.join(made)} in {t_gen:.0f} s" if made else "inputs reused from the work dir")
-        md.append(f"## {ARCHS[arch][1]} — {len(inputs)} inputs × {info['file_bytes'] / 1e9:.2f} GB; {gen_line}\n")
-        md.append(f"One-time hashing (sha256 of {len(inputs)} inputs into ours' hash cache, not in ours' time): "
-                  f"{info['hash_s']:.1f} s ({len(inputs) * info['file_bytes'] / 1e9 / max(info['hash_s'], 1e-9):.2f} GB/s)\n")
+        md.append(f"{ARCHS[arch][1]}: {len(inputs)} inputs × {info['file_bytes'] / 1e9:.2f} GB, {gen_line}; a separate "
+                  f"sha256 pass over them takes {info['hash_s']:.1f} s "
+                  f"({len(inputs) * info['file_bytes'] / 1e9 / max(info['hash_s'], 1e-9):.2f} GB/s) — ours does not "
+                  "make one: the first_merge row hashes while merging, the other rows find the hashes cached.\n")
         for mode in args.mode:
             res = bench_one(arch, mode, workdir, args, env, cold_err)
             report["results"].append(res)
-            md.append(fmt_table(res, torch_base) + "\n")
+            rows_md.append(fmt_row(res))
+            print(rows_md[-1], file=sys.stderr, flush=True)
         if not args.keep:
             for p in input_paths(workdir, arch):
                 if os.path.exists(p):
                     os.remove(p)
+    md.append(SUMMARY_HEAD)
+    md.extend(rows_md)
+    md.append(f"\n> load average at the end {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
     text = "\n".join(md)
     print(text)
     if args.json:
