@@ -1,4 +1,5 @@
-"""Drive the Block Merge tab and the LoRA block-weight script in a REAL A1111 1.10.1 (not run in CI).
+"""Drive the Block Merge tab and the LoRA block-weight script in a REAL A1111 1.10.1 or a real lllyasviel
+Forge (dfdcbab6) (not run in CI).
 
 Start the webui built by ../shared/harness/a1111 with this checkout in extensions/blockmerge and two
 SD1.5 checkpoints, then, in a Python with playwright (e.g. the gradio-3.41.2 CI venv):
@@ -134,8 +135,9 @@ def main() -> int:
     img = txt2img("a cat <lora:random-lora:1:1:lbw=OUTD>", n_iter=2)
     texts = json.loads(img["info"])["infotexts"]
     check(len(img["images"]) >= 2 and len(texts) >= 2 and all("lbw=OUTD" in x for x in texts), "batch count 2 with lbw=")
+    # Forge's API leaves hr_additional_modules None and its sample() then fails on `in None` (its own bug)
     hr = txt2img("a cat <lora:random-lora:1:1:lbw=INS>", enable_hr=True, hr_scale=1.5, hr_second_pass_steps=1,
-                 denoising_strength=0.5, hr_upscaler="Latent")
+                 denoising_strength=0.5, hr_upscaler="Latent", hr_additional_modules=["Use same choices"])
     check("lbw=INS" in json.loads(hr["info"])["infotexts"][0], "hires fix with lbw=")
     code, i2i = api("/sdapi/v1/img2img", {"init_images": [img["images"][0]], "prompt": "a cat <lora:random-lora:1:1:lbw=OUTS>",
                                           "steps": 2, "width": 64, "height": 64, "denoising_strength": 0.5})
