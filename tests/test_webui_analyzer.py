@@ -200,7 +200,7 @@ def test_nothing_cached_is_written(webui, tmp_path):
     webui.txt2img("a girl <lora:mine:1:1>", **SIZE)
     take = (lambda: _a1111_cache_state(webui.networks)) if webui.flavor == "a1111" else \
         (lambda: _forge_cache_state(webui.shared.sd_model))
-    before = copy.deepcopy(take()) if webui.flavor == "forge" else take()
+    before = copy.deepcopy(take()) if webui.is_forge else take()
     p, res = run(webui, tmp_path)
     assert len(res.images) == 3
     webui.txt2img("a girl <lora:mine:1:1>", **SIZE)

@@ -16,7 +16,7 @@ from tests.webui_double.harness import EXT_ROOT, ROOTS, Webui
 SCRIPTS = sorted(f for f in os.listdir(os.path.join(EXT_ROOT, "scripts")) if f.endswith(".py"))
 
 
-@pytest.mark.parametrize("flavor", ["a1111", "forge"])
+@pytest.mark.parametrize("flavor", ["a1111", "forge", "neo"])
 def test_each_script_file_loads_the_way_the_webui_loads_it(flavor, tmp_path):
     """In a fresh interpreter whose sys.path does not hold the extension: the root is prepended only
     while each file is imported, the module is named after the file and is not in sys.modules."""
@@ -64,11 +64,11 @@ def test_detection(tmp_path):
     from lib_merge.webui import detect
     detect.detect.cache_clear()
     assert detect.detect().kind is detect.Kind.NONE
-    for flavor in ("a1111", "forge"):
+    for flavor in ("a1111", "forge", "neo"):  # Neo in detail: tests/test_webui_neo.py
         with Webui(flavor, tmp_path / flavor):
             from lib_merge.webui import detect  # the harness gives every test fresh lib_merge.webui modules
             w = detect.detect()
-            assert w.kind.value == flavor and w.supported and detect.is_forge() == (flavor == "forge")
+            assert w.kind.value == flavor and w.supported and detect.is_forge() == (flavor != "a1111")
             assert detect.detect() is w  # decided once
     from lib_merge.webui import detect
     legacy = tmp_path / "legacy"

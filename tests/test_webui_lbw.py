@@ -127,9 +127,9 @@ def test_cached_lora_objects_are_never_written(webui):
     webui.txt2img("a cat <lora:style:1:1>", steps=2)
     take = (lambda: _a1111_cache_state(webui.networks)) if webui.flavor == "a1111" else \
         (lambda: _forge_cache_state(webui.shared.sd_model))
-    before = copy.deepcopy(take()) if webui.flavor == "forge" else take()
+    before = copy.deepcopy(take()) if webui.is_forge else take()
     p, _ = webui.txt2img(f"a cat <lora:style:1:1:lbw={LIST17}:stop=1>", steps=3, enable_hr=True,
-                         **({"hr_additional_modules": ["Use same choices"]} if webui.flavor == "forge" else {}))
+                         **({"hr_additional_modules": ["Use same choices"]} if webui.is_forge else {}))
     assert p.unet_snapshots
     webui.txt2img("a cat <lora:style:1:1>", steps=2)
     assert _equal(take(), before)
@@ -164,7 +164,7 @@ def test_start_stop_switch_at_the_right_steps(webui, sampler):
 def test_hires_counts_steps_again_and_applies_once(webui):
     loras, unet0, te0 = setup(webui, "style")
     sd, targets = loras["style"]
-    extra = {"hr_additional_modules": ["Use same choices"]} if webui.flavor == "forge" else {}
+    extra = {"hr_additional_modules": ["Use same choices"]} if webui.is_forge else {}
     tag = f"<lora:style:0.7:0.9:lbw={LIST17}>"
     p, res = webui.txt2img(f"a cat {tag}", steps=2, enable_hr=True, hr_second_pass_steps=3, **extra)
     assert res.images and not webui.errors.reported
@@ -211,7 +211,7 @@ def test_same_weights_do_not_re_merge_and_changed_weights_merge_once(webui):
     webui.txt2img("a cat <lora:style:1:1:lbw=0.5,0,0,0,0,0,0,0,1,1,1,1,1,1,1,1,1>", steps=3)
     changed = _added(before, _merges(webui))
     assert changed and set(changed.values()) == {1}  # every layer / loader that changed: once
-    if webui.flavor == "forge":
+    if webui.is_forge:
         assert changed == {"unet": 1, "clip": 1}
     before = _merges(webui)
     webui.txt2img("a cat <lora:style:1:1:lbw=0.5,0,0,0,0,0,0,0,1,1,1,1,1,1,1,1,1>", steps=3)
@@ -308,7 +308,7 @@ def test_a_different_hires_prompt_gets_its_own_weights(webui):
     reloads the LoRAs for a different set, which WEBUI.md lists as a limitation of the plain recipe)."""
     loras, unet0, te0 = setup(webui, "style")
     sd, targets = loras["style"]
-    extra = {"hr_additional_modules": ["Use same choices"]} if webui.flavor == "forge" else {}
+    extra = {"hr_additional_modules": ["Use same choices"]} if webui.is_forge else {}
     first, hires = "<lora:style:1:1:lbw=INS>", f"<lora:style:0.5:0.7:lbw={LIST17}>"
     p, res = webui.txt2img(f"a cat {first}", hr_prompt=f"a cat {hires}", steps=2, enable_hr=True, **extra)
     assert res.images and not webui.errors.reported
@@ -356,7 +356,7 @@ def test_cond_cache_never_serves_stale_text_encoder_weights(webui, tmp_path):
 def test_a_hires_prompt_without_our_tags_gets_the_plain_lora(webui):
     loras, unet0, te0 = setup(webui, "style")
     sd, targets = loras["style"]
-    extra = {"hr_additional_modules": ["Use same choices"]} if webui.flavor == "forge" else {}
+    extra = {"hr_additional_modules": ["Use same choices"]} if webui.is_forge else {}
     p, _ = webui.txt2img("a cat <lora:style:1:1:lbw=0,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,0>", hr_prompt="a cat <lora:style:1>",
                          steps=2, enable_hr=True, **extra)
     hires_te = [snap for what, snap in p.te_snapshots if what == "hires"][-1]

@@ -54,13 +54,20 @@ def arch_of_model(sd_model: Any) -> Architecture | None:
     if sd_model is None:
         return None
     name = type(sd_model).__name__
-    if name in ("Flux", "Chroma", "StableDiffusion3") or getattr(sd_model, "is_sd3", False):
+    if name in ("Flux", "Chroma", "StableDiffusion3") or getattr(sd_model, "is_sd3", False) \
+            or getattr(sd_model, "is_flux", False):  # Neo sets is_flux on Flux and Chroma (flux.py, chroma.py)
         return None
     if getattr(sd_model, "is_sdxl", False):
         return SDXL
     if getattr(sd_model, "is_sd2", False):
         return SD2
-    if getattr(sd_model, "is_sd1", False) or hasattr(sd_model, "forge_objects") or hasattr(sd_model, "model"):
+    if getattr(sd_model, "is_sd1", False):
+        return SD1
+    if hasattr(sd_model, "forge_objects"):
+        # Forge's and Neo's engines set their own flags (is_sd1 in sd15.py); an engine with none of them
+        # is something else (Neo: Wan, Qwen-Image, Z-Image, Lumina, Anima... read at 283cb2c4)
+        return None
+    if hasattr(sd_model, "model"):
         return SD1
     return None
 

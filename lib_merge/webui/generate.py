@@ -7,11 +7,11 @@ and always closes `p` (which resets the shared cond caches when persistence is o
 """
 from __future__ import annotations
 
-from contextlib import closing
+from contextlib import closing, nullcontext
 from typing import Any
 
 from ..ui.host import GenSettings, Generated, Progress
-from .detect import is_forge
+from .detect import is_forge, is_neo
 
 PROGRESS_ATTR = "blockmerge_progress"  # read by the on_cfg_denoiser hook (lbw_runtime)
 _PASSTHROUGH = ("styles", "subseed", "subseed_strength", "n_iter", "enable_hr", "hr_scale", "hr_upscaler",
@@ -66,6 +66,14 @@ def _attach_lbw(p: Any) -> None:
     p.scripts = runner
 
 
+def _keep_merge() -> Any:
+    """Forge Neo: a merge loaded from memory must not be swapped for a file mid-generation (neo.keep_loaded)."""
+    if is_neo():
+        from .neo import keep_loaded
+        return keep_loaded()
+    return nullcontext()
+
+
 def generate(settings: GenSettings, progress: Progress | None, label: str | None) -> Generated:
     from modules import processing, shared
     from modules.call_queue import queue_lock
@@ -75,7 +83,7 @@ def generate(settings: GenSettings, progress: Progress | None, label: str | None
     with queue_lock:
         shared.state.begin(job="blockmerge_generate")
         try:
-            with closing(p):
+            with closing(p), _keep_merge():
                 processed = processing.process_images(p)
         finally:
             shared.state.end()

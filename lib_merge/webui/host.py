@@ -26,10 +26,13 @@ class WebuiHost:
         w = detect()
         if not w.supported:
             raise MergeError(f"BlockMerge cannot drive {w.label}",
-                             "use AUTOMATIC1111 1.10 or a current Forge, or the standalone tab: python -m lib_merge ui")
+                             "use AUTOMATIC1111 1.10, lllyasviel's Forge or Forge Neo, "
+                             "or the standalone tab: python -m lib_merge ui")
         self.name = w.kind.value
         self._adapter: ModuleType
-        if w.is_forge:
+        if w.is_neo:
+            from . import neo as adapter
+        elif w.is_forge:
             from . import forge as adapter
         else:
             from . import a1111 as adapter

@@ -1,4 +1,13 @@
-"""Per-block LoRA strengths in Forge through new patchers (WEBUI.md §4, "Cleanest Forge recipe").
+"""Per-block LoRA strengths in Forge and Forge Neo through new patchers (WEBUI.md §4, "Cleanest Forge recipe").
+
+Forge Neo keeps the same storage (read in Neo's backend/patcher/base.py at 283cb2c4:
+`add_patches(*, filename, patches, strength_patch, strength_model, online_mode)` files
+`[strength_patch, value, strength_model, offset, function]` lists under the same 4-tuple key, and
+`LoraLoader.refresh` in backend/patcher/lora.py 9bb88948 compares `str(list(lora_patches.keys()))`);
+what differs is `value`: a Comfy weight adapter object (`LoRAAdapter`, comfy/lora.py 0cc5e9ea) whose
+`calculate_weight(weight, key, strength, ...)` takes the entry's own strength. Only `entry[0]` is
+scaled here, so adapters and tuples are treated alike and never looked into (LBW indexes into them
+and fails: "'LoRAAdapter' object is not subscriptable", LBW #192).
 
 The builtin leaves one entry per LoRA in `patcher.lora_patches`, keyed
 `(filename, strength_patch, strength_model, online_mode)`, each a dict of parameter key -> list of
@@ -27,6 +36,20 @@ MARK = "@lbw:"
 def _networks() -> Any:
     mod = sys.modules.get("networks")
     return mod if mod is not None and hasattr(mod, "loaded_networks") else None
+
+
+_told: set[str] = set()
+
+
+def _unknown_storage(patcher: Any) -> None:
+    """A Forge whose patcher keeps no `lora_patches` dict (e.g. a Neo build on Comfy's ModelPatcher, which
+    files patches by parameter only, in `patches`, with no LoRA they belong to): say so once, apply nothing."""
+    kind = type(patcher).__name__
+    if kind not in _told:
+        _told.add(kind)
+        log.error("LoRA block weight: this webui's %s keeps no lora_patches (a LoRA storage BlockMerge does not "
+                  "know), so block weights are not applied; the LoRAs work at their plain strength. Fix: update "
+                  "BlockMerge, or report your webui version", kind)
 
 
 def _is_ours(key: Any) -> bool:
@@ -88,6 +111,9 @@ class ForgeApplier:
     def _weighted(self, patcher: Any, job: Any, phase: tuple[bool, ...] | None, component: str) -> Any:
         """A clone of `patcher` with our weights for every LoRA of `job`, or `patcher` itself."""
         if patcher is None:
+            return patcher
+        if not isinstance(getattr(patcher, "lora_patches", None), dict):
+            _unknown_storage(patcher)
             return patcher
         files = self._filenames(job.uses)
         pending = [(u, (u.te_on if component == "clip" else phase[i]), files.get(u.name))
@@ -170,6 +196,9 @@ class ForgeApplier:
         d = lbw_tags.digest(key[0], key[1], key[2], tuple(sorted(block_ratios.blocks.items())),
                             tuple((r.text, v) for r, v in block_ratios.rules), block_ratios.seed, on, component)
         our_key = (key[0], f"{key[1]}{MARK}{d}", key[2], key[3])
-        our_inner = Weighted((pk, [[e[0] * final[pk], *e[1:]] for e in entries]) for pk, entries in inner.items())
+        # new containers of the same kinds (Forge and Neo store lists; a tuple stays a tuple); the patch
+        # values (tuples in Forge, LoRAAdapter objects in Neo) are shared, never written
+        our_inner = Weighted((pk, type(entries)(type(e)((e[0] * final[pk], *e[1:])) for e in entries))
+                             for pk, entries in inner.items())
         our_inner.orig_key, our_inner.orig_inner = key, inner
         return our_key, our_inner

@@ -46,8 +46,11 @@ def on_ui_tabs() -> list[tuple[Any, str, str]]:
 def register_callbacks(script_callbacks: Any) -> None:
     """Called from scripts/blockmerge_tab.py: the same function objects, removed first."""
     from . import settings
+    from .detect import detect
     remove = getattr(script_callbacks, "remove_callbacks_for_function", None)
-    hooks = ((script_callbacks.on_ui_tabs, on_ui_tabs), (script_callbacks.on_ui_settings, settings.register))
+    hooks: tuple = ((script_callbacks.on_ui_tabs, on_ui_tabs),)
+    if detect().supported:  # otherwise the tab only says why (startup.py)
+        hooks += ((script_callbacks.on_ui_settings, settings.register),)
     for register, fn in hooks:
         if remove is not None:
             remove(fn)

@@ -138,8 +138,10 @@ def recipe_form() -> FormValues:
 
 
 def _adapter() -> ModuleType:
-    from .detect import is_forge
-    if is_forge():
+    from .detect import is_forge, is_neo
+    if is_neo():
+        from . import neo as adapter
+    elif is_forge():
         from . import forge as adapter
     else:
         from . import a1111 as adapter

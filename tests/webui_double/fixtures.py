@@ -1,4 +1,4 @@
-"""pytest fixtures (`webui` for both webuis, `a1111`, `forge`) and measurements for the webui tests.
+"""pytest fixtures (`webui` for the three webuis, `a1111`, `forge`, `neo`) and measurements for the webui tests.
 
 A test module imports the `*_fixture` functions; pytest knows them by their `name`."""
 from __future__ import annotations
@@ -9,7 +9,7 @@ import torch
 from tests.webui_double.harness import Webui
 
 
-@pytest.fixture(name="webui", params=["a1111", "forge"])
+@pytest.fixture(name="webui", params=["a1111", "forge", "neo"])
 def webui_fixture(request, tmp_path):
     with Webui(request.param, tmp_path) as w:
         yield w
@@ -27,15 +27,21 @@ def forge_fixture(tmp_path):
         yield w
 
 
+@pytest.fixture(name="neo")
+def neo_fixture(tmp_path):
+    with Webui("neo", tmp_path) as w:
+        yield w
+
+
 def snapshot_key(flavor: str, target) -> tuple[str, str]:
     """(unet|te, the name the double's snapshots use) for a LoRA target (a checkpoint key)."""
     key = target.key
     if key.startswith("model.diffusion_model."):
         mod = key[len("model."):]
-        return "unet", (mod if flavor == "forge" else mod[:-len(".weight")].replace(".", "_"))
+        return "unet", (mod if flavor in ("forge", "neo") else mod[:-len(".weight")].replace(".", "_"))
     if key.startswith("cond_stage_model.transformer."):
         rest = key[len("cond_stage_model."):]
-        return "te", ("clip_l." + rest if flavor == "forge" else rest[:-len(".weight")].replace(".", "_"))
+        return "te", ("clip_l." + rest if flavor in ("forge", "neo") else rest[:-len(".weight")].replace(".", "_"))
     raise ValueError(key)
 
 

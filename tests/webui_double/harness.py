@@ -16,8 +16,11 @@ from typing import Any
 HERE = os.path.dirname(os.path.abspath(__file__))
 EXT_ROOT = os.path.dirname(os.path.dirname(HERE))  # the extension's root (the repository)
 ROOTS = {"a1111": [os.path.join(HERE, "common"), os.path.join(HERE, "a1111")],
-         "forge": [os.path.join(HERE, "common"), os.path.join(HERE, "forge")]}
+         "forge": [os.path.join(HERE, "common"), os.path.join(HERE, "forge")],
+         # Neo's own files first; the rest is the Forge double (Neo keeps Forge's backend/ design)
+         "neo": [os.path.join(HERE, "neo"), os.path.join(HERE, "common"), os.path.join(HERE, "forge")]}
 _FAKE_TOP = ("modules", "modules_forge", "backend", "networks", "network", "extra_networks_lora", "lora_script",
+             "double_engine", "lib_xyz",
              "double_models")
 
 
@@ -38,6 +41,11 @@ class Webui:
         self.models_dir = os.path.join(self.tmp, "models", "Stable-diffusion")
         self.lora_dir = os.path.join(self.tmp, "models", "Lora")
 
+    @property
+    def is_forge(self) -> bool:
+        """lllyasviel Forge or Forge Neo: the backend/ architecture."""
+        return self.flavor in ("forge", "neo")
+
     # ---- lifetime -------------------------------------------------------------------------------
     def __enter__(self) -> "Webui":
         self._path = list(sys.path)
@@ -56,7 +64,7 @@ class Webui:
         self.errors.reported.clear()
         self.networks = importlib.import_module("networks")
         importlib.import_module("lora_script").install()
-        if self.flavor == "forge":
+        if self.is_forge:
             self.mm = importlib.import_module("backend.memory_management")
             self.mm.current_loaded_models.clear()
             self.mm.loads.clear()
@@ -97,7 +105,7 @@ class Webui:
     def load(self, name: str) -> Any:
         info = self.sd_models.get_closet_checkpoint_match(name)
         self.shared.opts.data["sd_model_checkpoint"] = info.title
-        if self.flavor == "forge":
+        if self.is_forge:
             importlib.import_module("modules_forge.main_entry").refresh_model_loading_parameters()
             self.sd_models.forge_model_reload()
         else:

@@ -17,8 +17,14 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 BUILTIN = os.path.join(HERE, "builtin_scripts")
 
 
+NEO_XYZ = os.path.join(HERE, "neo", "extensions-builtin", "xyz")
+
+
 def load_xyz(w: Any) -> Any:
-    """Load (or reload: a fresh module and a fresh axis_options) the webui's xyz_grid.py."""
+    """Load (or reload: a fresh module, and in A1111/Forge a fresh axis_options) the webui's xyz_grid.py.
+    Neo: the builtin extension extensions-builtin/xyz (its root on sys.path while it loads, for lib_xyz)."""
+    if w.flavor == "neo":
+        return w.scripts.load_script_file(NEO_XYZ, os.path.join(NEO_XYZ, "scripts", "xyz_grid.py"))
     return w.scripts.load_script_file(HERE, os.path.join(BUILTIN, "xyz_grid.py"))
 
 

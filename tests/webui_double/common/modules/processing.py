@@ -27,6 +27,8 @@ from modules import extra_networks, script_callbacks, sd_models, shared
 from modules.shared import opts, state
 
 FORGE = importlib.util.find_spec("modules_forge") is not None
+if FORGE:  # lllyasviel Forge (dfdcbab6) and Neo (283cb2c4) both: `from modules.sd_models import ..., forge_model_reload`
+    from modules.sd_models import forge_model_reload
 need_global_unload = False
 picture_images = False  # the harness turns it on (Webui.use_pictures); off: "image n.i" strings
 rendered = []  # with pictures: {"prompt", "seed", "bands": {block: (rows, changed columns)}} per image
@@ -417,7 +419,7 @@ def picture(p, i):
 def manage_model_and_prompt_cache(p):
     global need_global_unload
     from backend import memory_management
-    _, just_reloaded = sd_models.forge_model_reload()
+    _, just_reloaded = forge_model_reload()
     if need_global_unload and not just_reloaded:
         memory_management.unload_all_models()
     if need_global_unload:

@@ -1,6 +1,12 @@
 """modules/sd_hijack.py: the hijack wraps the text encoder, so its parameters are named `.wrapped.`
 (A1111: FrozenCLIPEmbedderWithCustomWords / ...ForSDXLWithCustomWords keep the original in `.wrapped`)."""
+import importlib.util
+
 import torch
+
+if importlib.util.find_spec("modules_forge") is not None \
+        and importlib.util.find_spec("modules_forge.forge_version") is not None:
+    raise ImportError("No module named 'modules.sd_hijack' (Forge Neo removed it: SuperMerger #473)")
 
 
 class EmbedderWrapper(torch.nn.Module):

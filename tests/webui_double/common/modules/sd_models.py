@@ -5,6 +5,10 @@
   `SkipWritingToConfig`, caches the state dict when `sd_checkpoint_cache > 0`;
   `reload_model_weights()` keeps the model when its filename is the selected one.
 - Forge: those are stubs; `forge_model_reload()` loads when `forge_loading_parameters` changed.
+- Forge Neo (283cb2c4): `load_model`, `read_state_dict`, `reload_model_weights` and `load_model_weights`
+  do not exist at all (SuperMerger PR #478); `forge_loader` is imported at module level; a failed
+  load leaves `model_data.sd_model` None (the old engine is freed first). Newer Neo also removed
+  `modules/sd_hijack.py` (SuperMerger #473): the Neo double has no usable sd_hijack.
 """
 import collections
 import importlib.util
@@ -13,9 +17,14 @@ import re
 
 import safetensors.torch
 
-from modules import paths_internal, script_callbacks, sd_hijack, shared
+from modules import paths_internal, script_callbacks, shared
 
 FORGE = importlib.util.find_spec("modules_forge") is not None
+NEO = FORGE and importlib.util.find_spec("modules_forge.forge_version") is not None
+if NEO:
+    from backend.loader import forge_loader
+else:
+    from modules import sd_hijack
 
 model_path = os.path.join(paths_internal.models_path, "Stable-diffusion")
 checkpoints_list = {}
@@ -187,10 +196,16 @@ def forge_model_reload():
         return model_data.sd_model, False
     calls.append(("forge_model_reload", model_data.forge_loading_parameters["checkpoint_info"].name))
     from backend import memory_management
-    from backend.loader import forge_loader
     memory_management.unload_all_models()
     info = model_data.forge_loading_parameters["checkpoint_info"]
-    sd_model = forge_loader(info.filename)
+    if NEO:
+        model_data.set_sd_model(None)  # Neo frees the old engine before it loads the new one
+        model_data.forge_hash = ""
+        sd_model = forge_loader(info.filename, additional_state_dicts=model_data.forge_loading_parameters.get(
+            "additional_modules", []))
+    else:
+        from backend.loader import forge_loader as load
+        sd_model = load(info.filename)
     sd_model.sd_checkpoint_info = info
     sd_model.filename = info.filename
     sd_model.sd_model_hash = info.calculate_shorthash()
@@ -198,3 +213,7 @@ def forge_model_reload():
     script_callbacks.model_loaded_callback(sd_model)
     model_data.forge_hash = current_hash
     return sd_model, True
+
+
+if NEO:
+    del load_model, read_state_dict, reload_model_weights, load_model_weights
