@@ -220,6 +220,33 @@ def cmd_map(args) -> int:
     return 0
 
 
+def cmd_compare(args) -> int:
+    if not 2 <= len(args.models) <= 3:
+        raise MergeError(f"compare takes 2 or 3 models, got {len(args.models)}", "give A B or A B C")
+    for p in args.models:
+        if not os.path.isfile(p):
+            raise MergeError(f"model file not found: {p}", "check the path and the models folder")
+    if args.heatmap:
+        folder = os.path.dirname(os.path.abspath(args.heatmap))
+        if not args.heatmap.lower().endswith(".png"):
+            raise MergeError(f"--heatmap {args.heatmap} does not end in .png", "name it NAME.png")
+        if not os.path.isdir(folder):
+            raise MergeError(f"--heatmap folder {folder} does not exist", "create it or give another path")
+    from .merge.compare import compare, format_table
+    with tqdm_progress(args.quiet or args.json) as progress:
+        result = compare(args.models, progress=progress)
+    if args.heatmap:  # before the table: `... | head` must not lose the picture
+        from .xy.heatmap import draw_heatmap
+        try:
+            draw_heatmap(result).save(args.heatmap)
+        except OSError as e:
+            raise MergeError(f"cannot write --heatmap {args.heatmap} ({e.strerror or e})",
+                             "check the folder's permissions and free space") from None
+        print(f"wrote heatmap {args.heatmap}", file=sys.stderr)
+    print(json.dumps(result.to_json(), indent=1) if args.json else format_table(result))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m lib_merge", description="Block-weighted Stable Diffusion merging.")
     p.add_argument("--version", action="version", version=f"blockmerge {__version__}")
@@ -293,6 +320,17 @@ def build_parser() -> argparse.ArgumentParser:
     km.add_argument("-o", "--output", required=True, help="where to write the map (.json)")
     km.add_argument("--hash-cache", metavar="FILE", help="hash cache file (default ~/.cache/blockmerge)")
     km.set_defaults(func=cmd_map)
+
+    cp = sub.add_parser("compare", help="how alike models are, per block and element kind (cosine, L2), "
+                                         "as a table, JSON and a heatmap",
+                        description="Cosine similarity and relative L2 difference |A-x|/|A| of A vs B (and A vs C) "
+                                    "for every merge block (rows) and element kind (attn1, attn2, ff, norm, proj, "
+                                    "conv, emb; Flux: attn, mlp, linear, mod, ...), in one streaming pass.")
+    cp.add_argument("models", nargs="+", metavar="MODEL", help="A B [C]: models of one architecture")
+    cp.add_argument("--heatmap", metavar="OUT.png", help="also draw the heatmap into this PNG file")
+    cp.add_argument("--json", action="store_true", help="print JSON instead of the tables")
+    cp.add_argument("--quiet", action="store_true", help="no progress bar")
+    cp.set_defaults(func=cmd_compare)
 
     c = sub.add_parser("clean", help="remove .partial temp files left by killed merges (not running ones)")
     c.add_argument("folders", nargs="*", metavar="FOLDER", help="output folders (default: the current one)")
