@@ -245,13 +245,28 @@ def check_for(km: KeyMap, pruned_sha: str | None, base_sha: str | None, map_name
                               "make a map for these files: python -m lib_merge map PRUNED BASE -o MAP.json")
 
 
+def find_map(name: str, folders: list[str]) -> str:
+    """The key map file `name` (a path, or a file name looked up in `folders` in order)."""
+    if os.path.isabs(name) or os.sep in name or (os.altsep and os.altsep in name):
+        if os.path.isfile(name):
+            return name
+        raise KeyMapError(f"--key-map {name} not found", "check the path, or make the map with: "
+                          "python -m lib_merge map PRUNED BASE -o MAP.json")
+    for folder in folders:
+        cand = os.path.join(folder, name)
+        if os.path.isfile(cand):
+            return cand
+    raise KeyMapError(f"--key-map {name} not found in {', '.join(folders) or 'no folder'}",
+                      "put the map next to the models, or make it with: python -m lib_merge map PRUNED BASE -o MAP.json")
+
+
 def cache_path(folder: str, pruned_sha: str, base_sha: str) -> str:
     """Where a map for this pair is cached, next to the models."""
     return os.path.join(folder, f".blockmerge-keymap-{pruned_sha[:16]}-{base_sha[:16]}.json")
 
 
 __all__ = ["KeyMap", "LayerMatch", "KeyMapError", "build", "assign", "load", "format_table", "check_for",
-           "cache_path", "DTYPES"]
+           "cache_path", "find_map"]
 
 
 def remap_names(tensors: dict, km: KeyMap) -> dict:

@@ -75,6 +75,9 @@ def merge_route(body: Mapping[str, Any], deps: Deps) -> dict[str, Any]:
     if not isinstance(models, (list, tuple)) or not models:
         raise RecipeError("the recipe has no models", 'give "models": ["model A", "model B"] as the webui lists them')
     raw["models"] = [deps.resolve_model(str(m)) for m in models]
+    if raw.get("key_map"):  # a map file name, looked up next to model A, then in the checkpoint folder
+        from ..merge.keymap import find_map
+        raw["key_map"] = find_map(str(raw["key_map"]), _folders(raw["models"][0], deps.output_dir()))
     unknown = set(raw) - set(Recipe.__dataclass_fields__)
     if unknown:
         raise RecipeError(f"unknown recipe field(s): {', '.join(sorted(unknown))}",
@@ -94,6 +97,54 @@ def merge_route(body: Mapping[str, Any], deps: Deps) -> dict[str, Any]:
     return {"output": out, "name": model_name(out), "sha256": cache.sha256(out), "legacy_hash": legacy_hash(out),
             "model_hashes": result.hashes, "architecture": result.plan.arch.id,
             "seconds": round(result.seconds, 3), "notes": list(result.plan.notes)}
+
+
+def _folders(*places: str) -> list[str]:
+    out: list[str] = []
+    for p in places:
+        d = p if os.path.isdir(p) else os.path.dirname(os.path.abspath(p))
+        if d not in out:
+            out.append(d)
+    return out
+
+
+def compare_route(body: Mapping[str, Any], deps: Deps) -> dict[str, Any]:
+    """{"models": ["A", "B"(, "C")], "heatmap": true}: the comparison's JSON (`python -m lib_merge compare
+    --json`), with the heatmap as a base64 PNG in "heatmap_png" unless "heatmap" is false."""
+    if not isinstance(body, Mapping):
+        raise _about(RecipeError("the request body is not a JSON object", 'send {"models": ["A", "B"]}'), "models")
+    models = body.get("models")
+    if not isinstance(models, (list, tuple)) or not 2 <= len(models) <= 3:
+        raise _about(RecipeError('"models" needs 2 or 3 checkpoints', 'send "models": ["model A", "model B"] as the '
+                                 "webui lists them"), "models")
+    unknown = set(body) - {"models", "heatmap"}
+    if unknown:
+        raise _about(RecipeError(f"unknown field(s): {', '.join(sorted(unknown))}", 'use "models" and "heatmap"'),
+                     *sorted(unknown))
+    heatmap = body.get("heatmap", True)
+    if not isinstance(heatmap, bool):
+        raise _about(RecipeError('"heatmap" is not true or false', 'send "heatmap": true or false'), "heatmap")
+    from ..merge.compare import compare
+    try:
+        paths = [deps.resolve_model(str(m)) for m in models]
+        result = compare(paths)
+    except MergeError as e:
+        raise _about(e, "models") from None
+    out = result.to_json()
+    if heatmap:
+        import base64
+        import io
+        from ..xy.heatmap import draw_heatmap
+        buf = io.BytesIO()
+        draw_heatmap(result).image.save(buf, format="PNG")
+        out["heatmap_png"] = base64.b64encode(buf.getvalue()).decode("ascii")
+    return out
+
+
+def _about(err: MergeError, *fields: str) -> MergeError:
+    """The error, marked with the request fields it is about (for `error_body`)."""
+    err.fields = list(fields)  # type: ignore[attr-defined]
+    return err
 
 
 def _output_path(name: Any, recipe: Recipe, folder: str) -> str:
@@ -144,7 +195,7 @@ def error_body(err: MergeError) -> dict[str, Any]:
     """A user mistake as the API says it: the one-line message in the request's own words (JSON
     field names, the presets endpoint), and the fields it is about."""
     text = str(err)
-    return {"error": for_surface(text, Surface.REST), "fields": fields_named(text)}
+    return {"error": for_surface(text, Surface.REST), "fields": getattr(err, "fields", None) or fields_named(text)}
 
 
 def register(app: Any, deps: Deps | None = None) -> None:
@@ -162,6 +213,9 @@ def register(app: Any, deps: Deps | None = None) -> None:
     def merge_endpoint(body: dict = Body(...)) -> Any:
         return run(lambda: merge_route(body, d))
 
+    def compare_endpoint(body: dict = Body(...)) -> Any:
+        return run(lambda: compare_route(body, d))
+
     def presets_endpoint() -> Any:
         return run(lambda: presets_route(d))
 
@@ -169,6 +223,7 @@ def register(app: Any, deps: Deps | None = None) -> None:
         return run(lambda: parse_tag_route(body, d))
 
     app.add_api_route(f"{PREFIX}/merge", merge_endpoint, methods=["POST"])
+    app.add_api_route(f"{PREFIX}/compare", compare_endpoint, methods=["POST"])
     app.add_api_route(f"{PREFIX}/presets", presets_endpoint, methods=["GET"])
     app.add_api_route(f"{PREFIX}/parse-tag", parse_tag_endpoint, methods=["POST"])
 
