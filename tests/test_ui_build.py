@@ -76,7 +76,7 @@ def test_labels_are_unique(models, state):
     demo, ui = build(StandaloneHost(str(models)), state)
     seen = [b.label for b in demo.blocks.values() if getattr(b, "label", None)]
     assert len(seen) == len(set(seen)), sorted(x for x in seen if seen.count(x) > 1)
-    assert len(ui.sliders) == 26 + 61 and len(ui.adjust) == 8 and len(ui.form_inputs) == 29
+    assert len(ui.sliders) == 26 + 61 and len(ui.adjust) == 8 and len(ui.form_inputs) == 30
 
 
 def test_events_use_the_right_js_keyword_and_stop_skips_the_queue(models, state):

@@ -163,7 +163,8 @@ def test_flux_model_a_shows_the_flux_sliders_and_presets(models, tmp_path):
     demo = build_app(WebuiLikeHost(str(models)), TabState(data_dir=str(tmp_path / "data")))
     ids = {b.elem_id: b for b in demo.blocks.values() if getattr(b, "elem_id", None)}
     arch, model_a = ids["blockmerge_arch"], ids["blockmerge_model_a"]
-    (detected,) = fire(demo, model_a, "change", {model_a: "flux.safetensors"})
+    # model A's change also lists the key maps next to it (issue 14): the arch detection is the one with the note
+    (detected,) = [r for r in fire(demo, model_a, "change", {model_a: "flux.safetensors"}) if "Flux.1" in str(r[1])]
     assert _value(detected[0]) == labels.ARCH_LABELS["flux"] and "Flux.1 dev" in detected[1]
     results = fire(demo, arch, "change", {arch: labels.ARCH_LABELS["flux"]})
     rows = [r for r in results if len(r) == 2]
@@ -181,3 +182,59 @@ def test_flux_model_a_shows_the_flux_sliders_and_presets(models, tmp_path):
     (released,) = fire(demo, d07, "release", {d07: 0.25, arch: labels.ARCH_LABELS["flux"]})
     parts = released[0].split(",")
     assert len(parts) == 61 and parts[3 + 7] == "0.25" and parts[0] == "0.5"
+
+
+# --- Compare section and key map picker (issue 14) -------------------------------------------------------
+
+def test_compare_section_shows_heatmap_and_table(tab):
+    demo, ids = tab
+    run = ids["blockmerge_compare_run"]
+    (out,) = fire(demo, run, "click", {ids["blockmerge_model_a"]: "A.safetensors",
+                                       ids["blockmerge_model_b"]: "B.safetensors"})
+    status, image, table = out
+    assert status.startswith("✓ Compared A.safetensors, B.safetensors"), status
+    assert image, image  # 3.41: a data URL; 4.x: a file payload
+    assert "A vs B: cosine similarity" in table and "IN04" in table
+    (out,) = fire(demo, run, "click", {ids["blockmerge_model_a"]: "A.safetensors",
+                                       ids["blockmerge_model_b"]: "xl/XL.safetensors"})
+    assert "is SDXL but A.safetensors (A) is SD1.x" in out[0] and "Fix:" in out[0]
+    (out,) = fire(demo, run, "click", {ids["blockmerge_model_a"]: "A.safetensors"})
+    assert "compare needs model A and model B" in out[0]
+
+
+def test_key_map_picker_lists_maps_and_merges_through_one(tmp_path):
+    import json
+    import os
+
+    import torch
+
+    from lib_merge.cli import main
+    from lib_merge.io.safetensors_io import SafetensorsReader, save_tensors
+    from tests import synth
+    from tests.test_keymap import prune
+    from tests.test_ui_build import WebuiLikeHost
+    d = tmp_path / "maps"
+    d.mkdir()
+    base = synth.state_dict("sdxl", seed=3)
+    g = torch.Generator().manual_seed(9)
+    tune = {k: (v.float() + 0.1 * torch.randn(v.shape, generator=g)).to(v.dtype) if v.is_floating_point() else v
+            for k, v in base.items()}
+    for name, sd in (("pruned", prune(base)), ("tune", tune), ("base", base)):
+        save_tensors(str(d / f"{name}.safetensors"), sd)
+    assert main(["map", str(d / "pruned.safetensors"), str(d / "base.safetensors"), "-o", str(d / "ssd.json")]) == 0
+    (d / "other.json").write_text('{"not": "a map"}')
+    demo = build_app(WebuiLikeHost(str(d)), TabState(data_dir=str(tmp_path / "data")))
+    ids = {b.elem_id: b for b in demo.blocks.values() if getattr(b, "elem_id", None)}
+    results = fire(demo, ids["blockmerge_model_a"], "change", {ids["blockmerge_model_a"]: "pruned.safetensors"})
+    picked = [r for r in results if len(r) == 2 and isinstance(r[0], dict) and "choices" in r[0]]
+    assert len(picked) == 1 and _choices(picked[0][0]) == ["ssd.json"] and "1 key map" in picked[0][1]
+    form = {ids["blockmerge_model_a"]: "pruned.safetensors", ids["blockmerge_model_b"]: "tune.safetensors",
+            ids["blockmerge_model_c"]: "base.safetensors", ids["blockmerge_mode"]: labels.MODE_LABELS["add_difference"],
+            ids["blockmerge_name"]: "through_map"}
+    (out,) = fire(demo, ids["blockmerge_merge_save"], "click", form)  # without the map: refused, in tab words
+    assert "transformer layers" in out[0] and "key map" in out[0] and "--key-map" not in out[0]
+    (out,) = fire(demo, ids["blockmerge_merge_save"], "click", {**form, ids["blockmerge_key_map"]: "ssd.json"})
+    assert out[0].startswith("✓"), out[0]
+    with SafetensorsReader(os.path.join(str(d), "through_map.safetensors")) as r:
+        rec = json.loads(r.metadata["sd_merge_recipe"])
+    assert rec["key_map"] == "ssd.json" and len(rec["key_map_sha256"]) == 64

@@ -260,13 +260,37 @@ def find_map(name: str, folders: list[str]) -> str:
                       "put the map next to the models, or make it with: python -m lib_merge map PRUNED BASE -o MAP.json")
 
 
+def list_maps(folders: list[str]) -> list[str]:
+    """File names of the key maps in `folders` (the first folder wins a name), for a picker. The hidden
+    cached copies (`.blockmerge-keymap-*.json`) are left out: they duplicate a map the user named."""
+    names: list[str] = []
+    for folder in folders:
+        try:
+            entries = sorted(os.listdir(folder))
+        except OSError:
+            continue
+        for n in entries:
+            if not n.lower().endswith(".json") or n.startswith(".") or n in names:
+                continue
+            path = os.path.join(folder, n)
+            try:
+                if os.path.getsize(path) > 4 << 20:
+                    continue
+                with open(path, encoding="utf-8") as f:
+                    if json.load(f).get("format") == FORMAT:
+                        names.append(n)
+            except (OSError, ValueError, AttributeError):
+                continue
+    return names
+
+
 def cache_path(folder: str, pruned_sha: str, base_sha: str) -> str:
     """Where a map for this pair is cached, next to the models."""
     return os.path.join(folder, f".blockmerge-keymap-{pruned_sha[:16]}-{base_sha[:16]}.json")
 
 
 __all__ = ["KeyMap", "LayerMatch", "KeyMapError", "build", "assign", "load", "format_table", "check_for",
-           "cache_path", "find_map"]
+           "cache_path", "find_map", "list_maps"]
 
 
 def remap_names(tensors: dict, km: KeyMap) -> dict:

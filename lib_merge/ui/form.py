@@ -48,6 +48,7 @@ class FormValues:
     overwrite: bool = False
     prune: bool = False
     merge_vae: bool = False
+    key_map: str = ""  # a key map file name (pruned SDXL A), found next to model A or in the output folder
     adjust: tuple[float, ...] = field(default=ZERO_ADJUST)
 
     # --- dict form (history file): tolerant of missing, unknown and badly typed entries
@@ -81,7 +82,7 @@ class FormValues:
         d = self.to_dict()
         for name, table, _ in _LABELLED:
             d[name] = labels.to_label(table, d[name])
-        for slot in ("model_a", "model_b", "model_c"):
+        for slot in ("model_a", "model_b", "model_c", "key_map"):
             d[slot] = d[slot] or None  # an empty picker
         return [d[k] for k in UI_FIELDS] + list(self.adjust)
 
@@ -146,6 +147,10 @@ def build_recipe(form: FormValues, host: Host, presets_file: str = "") -> Recipe
         raise RecipeError(f"the X range runs from {form.x_low:g} down to {form.x_high:g}",
                           "make X low no larger than X high")
     sel = form.select_text.strip() if form.select != "none" else ""
+    key_map = ""
+    if form.key_map.strip():
+        from ..merge.keymap import find_map
+        key_map = find_map(form.key_map.strip(), map_folders(paths[0], host))
     return Recipe(
         models=paths, mode=form.mode if form.calc == "normal" else None, calc=form.calc,
         alpha=float(form.alpha), beta=float(form.beta), gamma=float(form.gamma),
@@ -153,8 +158,15 @@ def build_recipe(form: FormValues, host: Host, presets_file: str = "") -> Recipe
         elemental=form.elemental, adjust=adjust_text(form.adjust),
         include=sel if form.select == "include" else "", exclude=sel if form.select == "exclude" else "",
         merge_vae=bool(form.merge_vae), dtype=form.dtype, seed=form.seed if form.seed >= 0 else None,
-        x_range=(float(form.x_low), float(form.x_high)), prune=bool(form.prune),
+        x_range=(float(form.x_low), float(form.x_high)), prune=bool(form.prune), key_map=key_map,
         presets_file=presets_file if presets_file and os.path.isfile(presets_file) else "")
+
+
+def map_folders(model_a_path: str, host: Host) -> list[str]:
+    """Where the tab looks for key maps: next to model A, then in the output folder."""
+    out = [os.path.dirname(os.path.abspath(model_a_path))]
+    other = os.path.abspath(host.output_dir())
+    return out if other in out else out + [other]
 
 
 _BAD_NAME = re.compile(r"[\\/\x00]|^\.+$")

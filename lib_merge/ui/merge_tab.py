@@ -16,6 +16,7 @@ from typing import Any, Callable
 import gradio as gr
 
 from . import labels, mbw
+from .compare_panel import render_compare, render_key_map
 from .compat import js
 from .events import Handlers
 from .form import UI_FIELDS, FormValues
@@ -189,10 +190,12 @@ def _details(ui: MergeTab, h: Handlers, d: FormValues) -> None:
             ui.c["prune"] = gr.Checkbox(d.prune, label="Prune (keep UNet, text encoders, VAE)",
                                         elem_id="blockmerge_prune")
             ui.c["merge_vae"] = gr.Checkbox(d.merge_vae, label="Merge the VAE too", elem_id="blockmerge_merge_vae")
+    render_key_map(ui, h)
 
 
 def _results(ui: MergeTab, h: Handlers) -> None:
     host = ui.host
+    render_compare(ui, h)
     ui.w["recipe"] = gr.Textbox("", lines=14, max_lines=40, label="Recipe of the last merge", interactive=False,
                                 elem_id="blockmerge_recipe")
     ui.w["gallery"] = gr.Gallery(label="Generated images", visible=host.can_generate, columns=2,

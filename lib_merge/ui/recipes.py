@@ -75,7 +75,7 @@ def form_from_recipe(recipe: Mapping[str, Any] | None, host: Host,
         "select": "include" if include else "exclude" if exclude else "none", "select_text": include or exclude,
         "seed": -1 if seed is None else seed, "x_low": x_range[0], "x_high": x_range[1],
         "dtype": recipe.get("dtype") or "keep", "prune": recipe.get("prune", False),
-        "merge_vae": recipe.get("merge_vae", False), "adjust": adjust,
+        "merge_vae": recipe.get("merge_vae", False), "adjust": adjust, "key_map": recipe.get("key_map") or "",
     }
     return FormValues.from_dict(d), notes
 
