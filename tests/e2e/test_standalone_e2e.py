@@ -53,6 +53,8 @@ if _missing():
 
 
 def _free_port() -> int:
+    if os.environ.get("BLOCKMERGE_E2E_PORT"):  # a shared machine's assigned port
+        return int(os.environ["BLOCKMERGE_E2E_PORT"])
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -172,6 +174,18 @@ def test_merge_with_preset_and_elemental(page, server):
     shot = os.environ.get("BLOCKMERGE_SCREENSHOT")
     if shot:
         pg.screenshot(path=shot, full_page=True)
+
+
+def test_compare_shows_the_heatmap_and_table(page, server):
+    pg = page  # models A and B are picked by the test above
+    pg.click("#blockmerge_compare_box")  # open the accordion
+    pg.click("#blockmerge_compare_run")
+    pg.wait_for_function("() => (document.querySelector('#blockmerge_compare_status')?.innerText || '')"
+                         ".includes('Compared')")
+    pg.wait_for_function("() => { const i = document.querySelector('#blockmerge_compare_image img'); "
+                         "return i && i.naturalWidth > 400; }")
+    table = pg.input_value(textarea("blockmerge_compare_table"))
+    assert "A vs B: cosine similarity" in table and "OUT11" in table
 
 
 def test_recipe_from_file_loads_back(page, server):
