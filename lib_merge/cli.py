@@ -141,7 +141,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     cache = HashCache(args.hash_cache) if args.hash_cache else HashCache()
     with tqdm_progress(args.quiet) as progress:
         result = replay(args.merged, args.output, models_dir=args.models_dir, overwrite=args.overwrite,
-                        progress=progress, hash_cache=cache)
+                        progress=progress, hash_cache=cache, key_map=args.key_map)
     print(f"rebuilt {result.output} from the recipe in {os.path.basename(args.merged)}")
     return 0
 
@@ -298,6 +298,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("-o", "--output", required=True, help="where to write the rebuilt .safetensors file")
     r.add_argument("--models-dir", metavar="DIR", help="where to look for the input models (by hash)")
     r.add_argument("--overwrite", action="store_true", help="replace an existing output file (never an input)")
+    r.add_argument("--key-map", metavar="MAP.json", help="the key map the merge used, if it is not next to the "
+                                                         "models (found there by name or by its recorded hash)")
     r.add_argument("--hash-cache", metavar="FILE", help="hash cache file (default ~/.cache/blockmerge)")
     r.add_argument("--quiet", action="store_true", help="no progress bar (the result line stays)")
     r.set_defaults(func=cmd_replay)

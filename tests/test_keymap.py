@@ -149,3 +149,53 @@ def test_merge_through_map_equals_hand_computed(pair, capsys):
     rec = json.loads(meta.get("blockmerge_recipe") or json.dumps(json.loads(next(
         v for v in meta.values() if "key_map_sha256" in v))))
     assert rec.get("key_map_sha256") == keymap.load(str(tmp / "map.json")).digest()
+
+
+def test_replay_finds_the_key_map(pair, capsys, tmp_path_factory):
+    """Replay uses the map the merge used: by name next to the models, else the cached copy (by the
+    recorded map hash), else --key-map; a missing or different map is a one-line error."""
+    import os
+    import shutil
+    tmp, base, _ = pair
+    g = torch.Generator().manual_seed(9)
+    tune = {k: (v.float() + 0.1 * torch.randn(v.shape, generator=g)).to(v.dtype)
+            if v.is_floating_point() else v for k, v in base.items()}
+    save_tensors(str(tmp / "tune.safetensors"), tune)
+    a, b, c = (str(tmp / n) for n in ("pruned.safetensors", "tune.safetensors", "base.safetensors"))
+    hc = ["--hash-cache", str(tmp / "h.json")]
+    assert main(["map", a, c, "-o", str(tmp / "ssd.json")] + hc) == 0
+    out = tmp / "out"
+    out.mkdir()
+    merged = out / "m.safetensors"
+    assert main(["merge", a, b, c, "--mode", "add_difference", "--alpha", "1.3", "--key-map", str(tmp / "ssd.json"),
+                 "-o", str(merged), "--quiet"] + hc) == 0
+    want = merged.read_bytes()
+    capsys.readouterr()
+
+    def replay(*extra):
+        target = out / "r.safetensors"
+        if target.exists():
+            target.unlink()
+        rc = main(["replay", str(merged), "-o", str(target), "--models-dir", str(tmp), "--quiet", *extra] + hc)
+        err = capsys.readouterr().err.strip()
+        return rc, err, (target.read_bytes() if target.exists() else None)
+
+    rc, err, got = replay()  # ssd.json next to the models, by name
+    assert rc == 0 and got == want, err
+    elsewhere = tmp_path_factory.mktemp("maps") / "moved.json"
+    shutil.move(str(tmp / "ssd.json"), str(elsewhere))
+    assert list(tmp.glob(".blockmerge-keymap-*.json"))  # the cached copy beside the pruned model
+    rc, err, got = replay()  # found by the recorded hash
+    assert rc == 0 and got == want, err
+    for cached in tmp.glob(".blockmerge-keymap-*.json"):
+        os.remove(cached)
+    rc, err, got = replay()
+    assert rc == 2 and got is None and "\n" not in err
+    assert "merged through key map ssd.json (map hash" in err and "Fix: put ssd.json next to model A" in err
+    rc, err, got = replay("--key-map", str(elsewhere))
+    assert rc == 0 and got == want, err
+    other = json.loads(elsewhere.read_text())
+    other["layers"][0]["base"], other["layers"][1]["base"] = other["layers"][1]["base"], other["layers"][0]["base"]
+    (tmp / "swapped.json").write_text(json.dumps(other))
+    rc, err, got = replay("--key-map", str(tmp / "swapped.json"))
+    assert rc == 2 and "is another map than the one the recipe used" in err and got is None

@@ -62,9 +62,10 @@ def plan_merge(recipe: Recipe, presets: PresetBook | None = None) -> MergePlan:
 def merge(recipe: Recipe, output: str | MutableMapping[str, torch.Tensor] | None = None, *,
           overwrite: bool = False, progress: Progress | None = None, cancel: CancelToken | None = None,
           hash_cache: HashCache | None = None, presets: PresetBook | None = None,
-          hash_models: bool = True) -> MergeResult:
+          hash_models: bool = True, key_map_name: str | None = None) -> MergeResult:
     """Merge as the recipe says, into a file (`output` a path), a dict (`output` a mapping, e.g. to
-    load into a running webui) or a new dict (`output` None)."""
+    load into a running webui) or a new dict (`output` None). `key_map_name`: the map's name to record
+    when it differs from its file's (replay found the recorded map under another name)."""
     t0 = time.perf_counter()
     to_file = isinstance(output, str)
     if to_file:
@@ -81,7 +82,7 @@ def merge(recipe: Recipe, output: str | MutableMapping[str, torch.Tensor] | None
     recorded = plan.recorded()
     hashing = _Hashing(paths, hash_cache or HashCache(), progress, recipe) if hash_models else None
     sources = keymap.open_sources(recipe, paths, hashing.open if hashing else open_model,
-                                  hashing.known if hashing else [], recorded)
+                                  hashing.known if hashing else [], recorded, key_map_name)
 
     def metadata(hashes: list[str]) -> dict[str, str]:
         if not hash_models:

@@ -260,17 +260,15 @@ def find_map(name: str, folders: list[str]) -> str:
                       "put the map next to the models, or make it with: python -m lib_merge map PRUNED BASE -o MAP.json")
 
 
-def list_maps(folders: list[str]) -> list[str]:
-    """File names of the key maps in `folders` (the first folder wins a name), for a picker. The hidden
-    cached copies (`.blockmerge-keymap-*.json`) are left out: they duplicate a map the user named."""
-    names: list[str] = []
+def _map_files(folders: list[str], hidden: bool):
+    """(file name, path) of every blockmerge key map in `folders`, in folder then name order."""
     for folder in folders:
         try:
             entries = sorted(os.listdir(folder))
         except OSError:
             continue
         for n in entries:
-            if not n.lower().endswith(".json") or n.startswith(".") or n in names:
+            if not n.lower().endswith(".json") or (n.startswith(".") and not hidden):
                 continue
             path = os.path.join(folder, n)
             try:
@@ -278,10 +276,42 @@ def list_maps(folders: list[str]) -> list[str]:
                     continue
                 with open(path, encoding="utf-8") as f:
                     if json.load(f).get("format") == FORMAT:
-                        names.append(n)
+                        yield n, path
             except (OSError, ValueError, AttributeError):
                 continue
+
+
+def list_maps(folders: list[str]) -> list[str]:
+    """File names of the key maps in `folders` (the first folder wins a name), for a picker. The hidden
+    cached copies (`.blockmerge-keymap-*.json`) are left out: they duplicate a map the user named."""
+    names: list[str] = []
+    for n, _ in _map_files(folders, hidden=False):
+        if n not in names:
+            names.append(n)
     return names
+
+
+def find_recorded(name: str, digest: str, folders: list[str], given: str | None = None) -> str:
+    """The key map a recipe was merged through (for replay): `given` if it is that map, else the file
+    `name` in `folders`, else any map there (the cached copies too) with the recorded hash."""
+    if given:
+        km = load(given)
+        if digest and km.digest() != digest:
+            raise KeyMapError(f"--key-map {os.path.basename(given)} is another map than the one the recipe used "
+                              f"(map hash {km.digest()[:12]}, recorded {digest[:12]})",
+                              f"give the map {name} the file was merged through")
+        return given
+    named = [p for f in folders for p in [os.path.join(f, name)] if os.path.isfile(p)]
+    for path in named + [p for _, p in _map_files(folders, hidden=True) if p not in named]:
+        try:
+            if not digest or load(path).digest() == digest:
+                return path
+        except KeyMapError:
+            continue
+    raise KeyMapError(f"the recipe was merged through key map {name} (map hash {digest[:12]}), which is not in "
+                      f"{', '.join(folders)}",
+                      f"put {name} next to model A, or pass --key-map MAP.json (python -m lib_merge map "
+                      "PRUNED BASE -o MAP.json makes it again)")
 
 
 def cache_path(folder: str, pruned_sha: str, base_sha: str) -> str:
@@ -290,7 +320,7 @@ def cache_path(folder: str, pruned_sha: str, base_sha: str) -> str:
 
 
 __all__ = ["KeyMap", "LayerMatch", "KeyMapError", "build", "assign", "load", "format_table", "check_for",
-           "cache_path", "find_map", "list_maps"]
+           "cache_path", "find_map", "list_maps", "find_recorded"]
 
 
 def remap_names(tensors: dict, km: KeyMap) -> dict:
@@ -340,13 +370,14 @@ def apply_to_headers(recipe, heads: list) -> list:
     return heads[:1] + [(remap_names(h, km), m) for h, m in heads[1:]]
 
 
-def open_sources(recipe, paths: list[str], open_model, hashes: list[str], recorded: dict) -> list:
+def open_sources(recipe, paths: list[str], open_model, hashes: list[str], recorded: dict,
+                 name: str | None = None) -> list:
     """Engine hook: open the inputs; with a key map, check it was made for model A and read B and C
     through it (the map's hash goes into the recipe so replay uses the same map)."""
     km = load(recipe.key_map) if getattr(recipe, "key_map", "") else None
     if km is not None:
         check_for(km, hashes[0] if hashes else None, None, os.path.basename(recipe.key_map))
-        recorded["key_map"] = os.path.basename(recipe.key_map)
+        recorded["key_map"] = name or os.path.basename(recipe.key_map)
         recorded["key_map_sha256"] = km.digest()
     sources = [open_model(p) for p in paths]
     if km is not None:

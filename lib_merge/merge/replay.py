@@ -47,7 +47,8 @@ def find_model(name: str, sha256: str, folders: list[str], cache: HashCache) -> 
 
 
 def replay(merged: str, output: str, *, models_dir: str | None = None, overwrite: bool = False,
-           progress: Progress | None = None, hash_cache: HashCache | None = None) -> MergeResult:
+           progress: Progress | None = None, hash_cache: HashCache | None = None,
+           key_map: str | None = None) -> MergeResult:
     rec = recorded_recipe(merged)
     cache = hash_cache or HashCache()
     folders = [d for d in (models_dir, os.path.dirname(os.path.abspath(merged))) if d]
@@ -56,5 +57,14 @@ def replay(merged: str, output: str, *, models_dir: str | None = None, overwrite
     if len(hashes) < len(names):
         raise RecipeError(f"{os.path.basename(merged)}'s recipe has no hashes for its models", "it cannot be replayed")
     paths = tuple(find_model(n, h, folders, cache) for n, h in zip(names, hashes))
+    if key_map and not rec.get("key_map"):
+        raise RecipeError(f"--key-map was given but {os.path.basename(merged)} was not merged through a key map",
+                          "drop --key-map")
+    name = str(rec["key_map"]) if rec.get("key_map") else None
+    if rec.get("key_map"):  # the same map as the merge: by name next to the models, else by its hash
+        from .keymap import find_recorded
+        near = [d for d in (*folders, os.path.dirname(os.path.abspath(paths[0]))) if d]
+        rec["key_map"] = find_recorded(str(rec["key_map"]), str(rec.get("key_map_sha256") or ""),
+                                       list(dict.fromkeys(near)), key_map)
     recipe = Recipe.from_dict({**rec, "models": paths})
-    return merge(recipe, output, overwrite=overwrite, progress=progress, hash_cache=cache)
+    return merge(recipe, output, overwrite=overwrite, progress=progress, hash_cache=cache, key_map_name=name)
