@@ -2,7 +2,8 @@
 
 BLOCKS are block IDs and ranges (`IN05-OUT05`, either order) with an optional leading `NOT`, empty
 for every block; Flux LoRAs take the 61-slot IDs (`CLIP`, `T5`, `IN`, `D00-D18`, `S00-S37`, `OUT`),
-ranges in that order (`D10-S05`), as LBW's hyphener over BLOCKIDFLUX; ELEMENTS are substrings of the module's underscore name (`attn2_to_k`, `proj`),
+ranges in that order (`D10-S05`), as LBW's hyphener over BLOCKIDFLUX; ELEMENTS are substrings of the
+module's underscore name (`attn2_to_k`, `proj`; on Flux the model weight's: `img_attn`, `linear1`),
 optional leading `NOT`, empty for every module. The ratio replaces the block ratio.
 Block names are matched exactly against the module's own block (no SDXL shift).
 """

@@ -22,12 +22,19 @@ from ..io.hashing import HashCache
 from ..io.models import open_model
 from ..io.safetensors_io import save_tensors
 from .common import CancelToken, Progress, check_cancel, check_safetensors_name, out_dtype, provenance
-from .keys import KeyIndex, Module, Target, kohya_name
+from .bake import key_index
+from .flux_index import is_flux, kohya_name as flux_kohya_name
+from .keys import Module, Target, kohya_name
 from .merge import svd_factors
 
 _ATTENTION = re.compile(r"transformer_blocks_\d+_|_proj_(in|out)$")
 _CONV = re.compile(r"_(in_layers_2|out_layers_3|skip_connection|emb_layers_1|0_op|\d_conv)$")
 _TE = re.compile(r"_(self_attn_[qkv]_proj|self_attn_out_proj|mlp_fc[12])$")
+# Flux: the linears of the double and single blocks, what sd-scripts' lora_flux.py trains by default
+# (DoubleStreamBlock / SingleStreamBlock children; kohya-ss/sd-scripts @ 0087a46e), and CLIP-L's
+# attention and MLP; not the embedders, the final layer or T5.
+_FLUX = re.compile(r"(double_blocks_\d+_(img|txt)_(mod_lin|attn_qkv|attn_proj|mlp_0|mlp_2)"
+                   r"|single_blocks_\d+_(linear1|linear2|modulation_lin))$")
 
 
 @dataclass
@@ -40,9 +47,13 @@ class ExtractResult:
     seconds: float = 0.0
 
 
-def lora_able(module: Module, shape: tuple[int, ...], with_conv: bool) -> bool:
+def lora_able(module: Module, shape: tuple[int, ...], with_conv: bool, flux: bool = False) -> bool:
     if len(shape) < 2:
         return False
+    if flux:
+        if module.is_te:
+            return module.component == "te1" and bool(_TE.search(module.name))
+        return bool(_FLUX.fullmatch(module.name))
     if module.is_te:
         return bool(_TE.search(module.name))
     if module.name.startswith(("time_embed", "label_emb", "out_", "input_blocks_0_0")):
@@ -66,13 +77,14 @@ def extract(tuned: str, base: str, output: str, *, rank: int, conv_rank: int | N
         sb = {k: v.shape for k, v in b.tensors.items()}
         arch = detect(sa, os.path.basename(tuned)).arch
         arch_b = detect(sb, os.path.basename(base)).arch
-        if arch is not arch_b:
+        if arch != arch_b:
             raise ArchitectureError(f"{os.path.basename(tuned)} is {arch.label} but {os.path.basename(base)} is "
                                     f"{arch_b.label}", "extract from two checkpoints of one architecture")
-        index = KeyIndex(arch, sb)
+        index = key_index(arch, sb)
+        flux = is_flux(arch)
         jobs: list[tuple[Module, Target]] = []
         for module, tgt in index.items():
-            if lora_able(module, index.shapes[tgt.key], conv_rank is not None):
+            if lora_able(module, index.shapes[tgt.key], conv_rank is not None, flux):
                 if sa.get(tgt.key) != sb[tgt.key]:
                     raise ArchitectureError(f"{tgt.key} has shape {sa.get(tgt.key)} in {os.path.basename(tuned)} "
                                             f"but {sb[tgt.key]} in {os.path.basename(base)}",
@@ -86,16 +98,13 @@ def extract(tuned: str, base: str, output: str, *, rank: int, conv_rank: int | N
             check_cancel(cancel)
             if cached is None or cached[0] != tgt.key:  # q/k/v thirds share one stacked key
                 cached = (tgt.key, a.get(tgt.key).float() - b.get(tgt.key).float())
-            diff = cached[1]
-            if tgt.part is not None:
-                n = diff.shape[0] // 3
-                diff = diff[tgt.part * n:(tgt.part + 1) * n]
+            diff = tgt.cut(cached[1])
             if not diff.numel() or float(diff.abs().max()) <= min_diff:
                 result.unchanged += 1
                 continue
             conv3 = diff.dim() == 4 and diff.shape[2:] != (1, 1)
             up, down = svd_factors(diff, conv_rank if conv3 and conv_rank else rank)
-            name = kohya_name(module, arch)
+            name = flux_kohya_name(module) if flux else kohya_name(module, arch)
             tensors[name + ".lora_down.weight"] = down.to(dt).contiguous()
             tensors[name + ".lora_up.weight"] = up.to(dt).contiguous()
             tensors[name + ".alpha"] = torch.tensor(float(down.shape[0]), dtype=dt)
@@ -108,7 +117,8 @@ def extract(tuned: str, base: str, output: str, *, rank: int, conv_rank: int | N
         recipe = {"tuned": os.path.basename(tuned), "base": os.path.basename(base), "rank": rank,
                   "conv_rank": conv_rank, "min_diff": min_diff, "dtype": dtype, "arch": arch.id}
         extra = {"ss_network_module": "networks.lora", "ss_network_dim": str(rank), "ss_network_alpha": str(rank),
-                 "ss_base_model_version": {"sd1": "sd_v1", "sd2": "sd_v2", "sdxl": "sdxl_base_v1-0"}[arch.id]}
+                 "ss_base_model_version": {"sd1": "sd_v1", "sd2": "sd_v2", "sdxl": "sdxl_base_v1-0"}.get(
+                     arch.id, "chroma" if arch.id.startswith("chroma") else "flux1")}
         if conv_rank:
             extra["ss_network_args"] = f'{{"conv_dim": "{conv_rank}", "conv_alpha": "{conv_rank}"}}'
         result.metadata = provenance("lora_extract", recipe, [tuned, base], hash_cache,

@@ -7,8 +7,9 @@ from dataclasses import asdict, dataclass, field
 
 from ..arch.blocks import SD1
 from . import algos
+from .flux_index import is_flux
 from .keys import raw_module
-from .layouts import LAYOUTS, counts_for
+from .layouts import ALL_LAYOUTS, counts_for
 from .lorafile import LoraFile
 
 _META = ("ss_network_module", "ss_network_dim", "ss_network_alpha", "ss_network_args", "ss_base_model_version",
@@ -37,8 +38,26 @@ class LoraReport:
         return asdict(self)
 
 
+def _flux_naming(names: list[str]) -> str:
+    """Which trainer's names a Flux LoRA uses (the transformer's; text encoders are lora_te* in all)."""
+    found = []
+    for label, test in (("kohya", lambda n: n.startswith("lora_unet_")),
+                        ("OneTrainer", lambda n: n.startswith("lora_transformer_")),
+                        ("SimpleTuner LyCORIS", lambda n: n.startswith("lycoris_")),
+                        ("diffusers / PEFT", lambda n: n.startswith("transformer.")),
+                        ("BFL names", lambda n: n.startswith(("diffusion_model.", "model.diffusion_model.")))):
+        if any(test(n) for n in names):
+            found.append(label)
+    return " + ".join(found) or "unknown naming"
+
+
 def _format(lf: LoraFile, kinds: Counter) -> str:
     names = [m.raw for m in lf.modules.values()]
+    if is_flux(lf.arch):
+        kinds_text = ", ".join(k for k in ("LoRA" if kinds.get("lora") else "", "LoHa" if kinds.get("loha") else "",
+                                            "LoKr" if kinds.get("lokr") else "", "full" if kinds.get("full") else "")
+                               if k)
+        return f"Flux {kinds_text or 'LoRA'} ({_flux_naming(names)})"
     peft = any(raw_module(n) is not None and not n.startswith(("lora_", "lycon_", "lycoris_")) for n in names)
     parts = []
     if kinds.get("lora"):
@@ -78,9 +97,9 @@ def inspect_lora(path: str) -> LoraReport:
             else:
                 blocks[m.block] += 1
             if m.module is not None and m.module.is_te:
-                te.add(m.module.component)
+                te.add({"te1": "clip_l", "te2": "t5xxl"}[m.module.component] if is_flux(arch) else m.module.component)
         fits = [n for n in counts_for(arch) if n != 26 or arch.id != "sdxl"
-                if all(b in LAYOUTS[n].blocks for b in blocks)]
+                if all(b in ALL_LAYOUTS[n].blocks for b in blocks)]
         g = lf.guess
         if g is None:
             label = "unknown (its names do not tell)"
@@ -109,7 +128,7 @@ def format_report(r: LoraReport) -> str:
     lines.append("  text encoders: " + (", ".join(r.text_encoders) or "none"))
     lines.append("  modules per block: " + ", ".join(f"{b} {n}" for b, n in r.blocks.items()))
     lines.append("  lbw layouts that reach every module: " + (", ".join(
-        f"{n} ({LAYOUTS[n].label})" for n in r.layouts) or "none"))
+        f"{n} ({ALL_LAYOUTS[n].label})" for n in r.layouts) or "none"))
     for title, items in (("modules of unknown layers", r.unplaced), ("refused kinds", r.refused),
                          ("keys of no LoRA module", r.unknown_keys)):
         if items:

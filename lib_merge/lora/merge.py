@@ -20,7 +20,8 @@ from ..errors import ArchitectureError, RecipeError
 from ..io.atomic import atomic_write
 from ..io.hashing import HashCache
 from ..io.safetensors_io import save_tensors
-from .bake import element_names
+from .bake import element_names, swap_halves
+from .flux_index import is_flux, kohya_name as flux_kohya_name
 from .common import CancelToken, Progress, check_cancel, check_safetensors_name, out_dtype, provenance
 from .keys import Module, kohya_name, layout_index
 from .layouts import family
@@ -55,7 +56,7 @@ def common_arch(files: Sequence[LoraFile]) -> Architecture:
     guesses = [(lf, lf.guess) for lf in files if lf.guess is not None]
     if not guesses:
         raise ArchitectureError("cannot tell which model the LoRAs were made for from their module names",
-                                "check the files are SD1/SD2/SDXL LoRAs")
+                                "check the files are SD1/SD2/SDXL or Flux.1 LoRAs")
     fams = {family(g.arch) for _, g in guesses}
     if len(fams) > 1:
         names = ", ".join(f"{lf.name} ({g.arch.label})" for lf, g in guesses)
@@ -92,9 +93,9 @@ def merge_loras(loras: Sequence[LoraTag], output: str, *, rank: int | None = Non
                 if m.module is None or m.block is None:
                     result.skipped.append(f"{lf.name}:{m.raw}")
                     continue
-                factor = ratios.strength(m.block, m.module.is_te, element_names(m))
-                if factor != 0.0:
-                    groups.setdefault(m.module, []).append(Part(lf, m, factor))
+                factor = ratios.strength(m.block, m.module.is_te, element_names(m, arch))
+                if factor != 0.0:  # a Flux q/k/v part joins the fused weight's module
+                    groups.setdefault(m.module.base, []).append(Part(lf, m, factor))
         if result.skipped:
             log.warning("%d modules of unknown layers were left out (first: %s)", len(result.skipped),
                         result.skipped[0])
@@ -102,7 +103,7 @@ def merge_loras(loras: Sequence[LoraTag], output: str, *, rank: int | None = Non
         tensors: dict[str, torch.Tensor] = {}
         for i, (module, parts) in enumerate(groups.items()):
             check_cancel(cancel)
-            name = kohya_name(module, arch)
+            name = flux_kohya_name(module) if is_flux(arch) else kohya_name(module, arch)
             if rank is None and _concatenable(parts):
                 _concat(name, parts, tensors, dt)
                 result.concatenated += 1
@@ -134,13 +135,24 @@ def merge_loras(loras: Sequence[LoraTag], output: str, *, rank: int | None = Non
             lf.close()
 
 
+def _placement(p: Part, out_rows: int) -> tuple[int, int, int]:
+    """(first row, last row + 1, rows of the whole weight) of a part's change: all of it, or for a
+    Flux split module (diffusers to_q, proj_mlp, ...) its rows of the fused weight."""
+    part = p.module.module.part if p.module.module else None
+    if part is None:
+        return 0, out_rows, out_rows
+    first, n, whole = part
+    h = out_rows // n
+    return first * h, (first + n) * h, whole * h
+
+
 def _concatenable(parts: Sequence[Part]) -> bool:
     shapes = []
     for p in parts:
         if p.module.algo.id != "lora" or "mid" in p.module.params:
             return False
         s = p.lora.shapes(p.module)
-        shapes.append((s["down"][1:], s["up"][0], s["up"][2:]))
+        shapes.append((s["down"][1:], _placement(p, s["up"][0])[2], s["up"][2:]))
     return len(set(shapes)) == 1
 
 
@@ -150,7 +162,15 @@ def _concat(name: str, parts: Sequence[Part], out: dict[str, torch.Tensor], dt: 
         t = p.lora.load(p.module)
         down, up = t["down"].float(), t["up"].float()
         scale = float(t["alpha"].float().reshape(-1)[0]) / down.shape[0] if "alpha" in t else 1.0
-        ups.append(up * (p.factor * scale))
+        up = up * (p.factor * scale)
+        if p.module.module is not None and p.module.module.swap:
+            up = swap_halves(up)
+        first, last, whole = _placement(p, up.shape[0])
+        if (first, last) != (0, whole):  # zero rows outside the part, as sd-scripts saves split q/k/v
+            padded = up.new_zeros((whole, *up.shape[1:]))
+            padded[first:last] = up
+            up = padded
+        ups.append(up)
         downs.append(down)
     down = torch.cat(downs, 0)
     out[name + ".lora_down.weight"] = down.to(dt)
@@ -177,13 +197,30 @@ def _summed(module: Module, parts: Sequence[Part], arch: Architecture) -> tuple[
     for p in parts:
         t = p.lora.load(p.module)
         algo = p.module.algo
-        shape = full_shape(module, arch, algo.flat_shape(p.lora.shapes(p.module)))
+        if is_flux(arch):  # every Flux layer is a linear: ΔW is (out, in)
+            shape = algo.flat_shape(p.lora.shapes(p.module))
+        else:
+            shape = full_shape(module, arch, algo.flat_shape(p.lora.shapes(p.module)))
         d, scale = algo.delta(t, shape)
         d = d * (p.factor * scale)
+        if p.module.module is not None and p.module.module.swap:
+            d = swap_halves(d)
+        first, last, whole = _placement(p, d.shape[0])
+        if (first, last) != (0, whole):
+            padded = d.new_zeros((whole, *d.shape[1:]))
+            padded[first:last] = d
+            d = padded
         total = d if total is None else total + d
         b = algo.bias_delta(t)
         if b is not None:
-            bias = b * p.factor if bias is None else bias + b * p.factor
+            b = b * p.factor
+            if p.module.module is not None and p.module.module.swap:
+                b = swap_halves(b)
+            if (first, last) != (0, whole):
+                padded = b.new_zeros(whole)
+                padded[first:last] = b
+                b = padded
+            bias = b if bias is None else bias + b
     assert total is not None
     return total, bias
 

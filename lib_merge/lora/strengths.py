@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from typing import Iterable, Mapping
 
 from ..arch.blocks import ARCHITECTURES, SD1, Architecture
+from ..arch.flux import FLUX1, FluxArchitecture
+from . import flux_strengths
 from .keys import TE, TE1, TE2, UNET_C, diffusers_to_compvis, guess_arch, raw_module, unet_block, _DIFFUSERS_START
 from .lorafile import split_key
 from .presets import DEFAULT_BOOK, PresetBook
@@ -78,9 +80,13 @@ def module_strengths(tag: LoraTag, names: Iterable[str], *, arch: Architecture |
                      presets: PresetBook = DEFAULT_BOOK, seed: int | None = None) -> Strengths:
     """r · m for every name; the architecture is guessed from the names when not given."""
     names = list(names)
-    norm = {n: normalise(n) for n in names}
     if isinstance(arch, str):
-        arch = ARCHITECTURES[arch]
+        arch = FLUX1 if arch == "flux" else ARCHITECTURES[arch]
+    if arch is None and flux_strengths.names_look_flux(names):
+        arch = FLUX1
+    if isinstance(arch, FluxArchitecture):
+        return _flux_strengths(tag, names, arch, presets, seed)
+    norm = {n: normalise(n) for n in names}
     if arch is None:
         g = guess_arch(f"lora_{c}_{rest}" for c, rest in filter(None, norm.values()))
         arch = g.arch if g else SD1
@@ -104,6 +110,21 @@ def module_strengths(tag: LoraTag, names: Iterable[str], *, arch: Architecture |
             if block is None:
                 unmatched.append(n)
         out[n] = ModuleStrength(block, is_te, ratios.strength(block, is_te, (canon, rest)))
+    return Strengths(out, tuple(unmatched), ratios)
+
+
+def _flux_strengths(tag: LoraTag, names: list[str], arch: FluxArchitecture, presets: PresetBook,
+                    seed: int | None) -> Strengths:
+    """Flux: every name goes to its model weight, which gives the block (CLIP, T5, IN, Dnn, Snn, OUT)
+    and the name `lbwe` elements match (`double_blocks_7_img_attn_qkv`)."""
+    ratios = resolve(tag, arch, presets, seed)
+    out: dict[str, ModuleStrength] = {}
+    unmatched = []
+    for n in names:
+        block, is_te, canon = flux_strengths.place(n, arch)
+        if block is None:
+            unmatched.append(n)
+        out[n] = ModuleStrength(block, is_te, ratios.strength(block, is_te, (canon,)))
     return Strengths(out, tuple(unmatched), ratios)
 
 
