@@ -46,6 +46,10 @@ neo_step="numpy==2.3.5 pydantic==2.10.6 pydantic-core==2.27.2 safetensors==0.8.0
           fastapi==0.127.1 httpx==0.28.1 huggingface-hub==0.36.2 tqdm==4.70.0"
 torch_pin="torch==2.13.0"
 
+if [ -n "${BLOCKMERGE_PY313:-}" ] && ! is313 "$BLOCKMERGE_PY313"; then
+    echo "py313: BLOCKMERGE_PY313=$BLOCKMERGE_PY313 is not a working Python 3.13. Fix: point it at a python3.13." >&2
+    exit 1
+fi
 if ! py=$(find_py313); then
     echo "py313: no Python 3.13 found (tried \$BLOCKMERGE_PY313, python3.13 on PATH, pyenv's 3.13.x)." >&2
     echo "py313: Fix: install Python 3.13 (e.g. \`pyenv install 3.13\`) or set BLOCKMERGE_PY313=/path/to/python3.13." >&2
