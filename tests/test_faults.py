@@ -70,6 +70,26 @@ def test_signal_mid_merge_removes_the_temp_file(tmp_path, sd1_models, sig, code)
     assert partials(tmp_path) == [] and out.read_bytes() == b"old file"
 
 
+@pytest.mark.skipif(not hasattr(signal, "pthread_sigmask"), reason="Windows has no signal masks")
+def test_a_signal_while_the_temp_file_is_being_made_leaves_nothing(tmp_path, monkeypatch):
+    """Ctrl-C landing inside mkstemp, after the file exists but before its name is returned (the test
+    above hit that window on a loaded machine): the temp file must still be removed."""
+    import tempfile
+    real = tempfile.mkstemp
+
+    def mkstemp(*args, **kwargs):
+        made = real(*args, **kwargs)
+        signal.raise_signal(signal.SIGINT)  # Python acts on it here unless it is held
+        return made
+
+    monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
+    out = tmp_path / "m.safetensors"
+    with pytest.raises(KeyboardInterrupt):
+        with atomic.atomic_write(str(out)) as f:
+            f.write(b"data")
+    assert partials(tmp_path) == [] and not out.exists()
+
+
 def test_sigkill_leftover_is_removed_by_the_next_run_and_by_clean(tmp_path, sd1_models, capsys, caplog):
     out = tmp_path / "m.safetensors"
     proc = _start_slow_merge(tmp_path, sd1_models, out)

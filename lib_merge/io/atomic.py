@@ -12,6 +12,7 @@ import logging
 import os
 import re
 import shutil
+import signal
 import tempfile
 from typing import BinaryIO, Iterable, Iterator
 
@@ -124,6 +125,20 @@ def _no_space(path: str, folder: str, size: int | None) -> OutputError:
 
 
 @contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM for the block (POSIX); a signal that came meanwhile acts right after."""
+    mask = getattr(signal, "pthread_sigmask", None)
+    if mask is None:  # Windows: no signal masks
+        yield
+        return
+    old = mask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        mask(signal.SIG_SETMASK, old)
+
+
+@contextlib.contextmanager
 def atomic_write(path: str, overwrite: bool = False, *, inputs: Iterable[str] = (),
                  size: int | None = None) -> Iterator[BinaryIO]:
     """Yield a temp file beside `path`; on success it becomes `path`, on any error it vanishes.
@@ -132,14 +147,18 @@ def atomic_write(path: str, overwrite: bool = False, *, inputs: Iterable[str] = 
     check_output(path, overwrite, inputs, size)
     folder, name = os.path.split(os.path.abspath(path))
     clean_partials(folder)
+    tmp = None
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{name[:60]}.{os.getpid()}.", suffix=".partial", dir=folder)
-    except OSError as e:
-        if e.errno in _NO_SPACE:
-            raise _no_space(path, folder, size) from None
-        raise OutputError(f"cannot write in output folder {folder} ({e.strerror or e})",
-                          "choose a folder you can write to") from None
-    try:
+        # Ctrl-C / SIGTERM held until the temp file's name is ours: one landing inside mkstemp, after
+        # the file is made and before its name is returned, would leave it behind
+        with _signals_held():
+            try:
+                fd, tmp = tempfile.mkstemp(prefix=f".{name[:60]}.{os.getpid()}.", suffix=".partial", dir=folder)
+            except OSError as e:
+                if e.errno in _NO_SPACE:
+                    raise _no_space(path, folder, size) from None
+                raise OutputError(f"cannot write in output folder {folder} ({e.strerror or e})",
+                                  "choose a folder you can write to") from None
         with contextlib.suppress(OSError):  # mkstemp makes 0600; an output is a file like any other
             os.fchmod(fd, 0o666 & ~_umask())
         try:
@@ -164,8 +183,9 @@ def atomic_write(path: str, overwrite: bool = False, *, inputs: Iterable[str] = 
                     raise OutputError(f"output {path} exists already", "choose another name or pass --overwrite") from None
                 os.replace(tmp, path)
     except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
         raise
     else:
         with contextlib.suppress(OSError):
