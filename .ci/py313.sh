@@ -42,8 +42,9 @@ find_py313() {
 # first and its requirements after, so Pillow ends at 12.3.0 although gradio 4.40.0 asks for < 11:
 # the same two steps here (pip reports the conflict and installs; Neo runs that way).
 gradio_step="gradio==4.40.0"
+# audioop-lts: Python 3.13 dropped audioop, and gradio imports pydub, which needs it (Neo pins it too).
 neo_step="numpy==2.3.5 pydantic==2.10.6 pydantic-core==2.27.2 safetensors==0.8.0 Pillow==12.3.0
-          fastapi==0.127.1 httpx==0.28.1 huggingface-hub==0.36.2 tqdm==4.70.0"
+          fastapi==0.127.1 httpx==0.28.1 huggingface-hub==0.36.2 tqdm==4.70.0 audioop-lts==0.2.2"
 torch_pin="torch==2.13.0"
 
 if [ -n "${BLOCKMERGE_PY313:-}" ] && ! is313 "$BLOCKMERGE_PY313"; then
@@ -81,8 +82,11 @@ else
 fi
 # pip does nothing when the pins are already installed, so a reused venv costs a few seconds here
 pip_install "$torch_pin"
-# shellcheck disable=SC2086  # the pins are words
-pip_install $gradio_step
+# as Neo's launch_utils: gradio only when it is missing (again, pip would put Pillow back below 11)
+if ! "$venv/bin/python" -m pip show --quiet gradio >/dev/null 2>&1; then
+    # shellcheck disable=SC2086  # the pins are words
+    pip_install $gradio_step
+fi
 # shellcheck disable=SC2086
 pip_install $neo_step -r "$root/requirements-dev.txt"
 echo "   installed in $((SECONDS - start)) s ($(du -sh "$venv" 2>/dev/null | cut -f1) on disk):"
@@ -92,7 +96,9 @@ from importlib.metadata import version
 names = ["torch", "numpy", "scipy", "safetensors", "Pillow", "tqdm", "pydantic", "fastapi", "httpx",
          "huggingface-hub", "gradio", "pytest", "hypothesis"]
 print(f"   Python {sys.version.split()[0]}: " + ", ".join(f"{n} {version(n)}" for n in names))
+import gradio  # must import: without it the tab's tests would be skipped, not run
 import torch
+print(f"   gradio {gradio.__version__} imports (Neo's Pillow {version('Pillow')} over gradio's own pillow<11, as Neo has it)")
 print(f"   torch {torch.__version__} (CUDA build {torch.version.cuda}, run on CPU: cuda available = {torch.cuda.is_available()})")
 EOF
 
