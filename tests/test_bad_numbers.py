@@ -122,3 +122,38 @@ def test_lora_bake_warns_that_start_is_ignored(tmp_path, capsys, caplog):
     code, stdout, _ = run(capsys, "lora", "bake", ck, "-l", f"{lora}:1:start=5", "-o", out, "--quiet")
     assert code == 0 and "start=" in caplog.text and "ignored" in caplog.text
     assert str(out) in stdout  # --quiet keeps the one-line result
+
+
+def _pair_fp16(tmp_path, va: float, vb: float, key: str):
+    sd_a, sd_b = synth.state_dict("sd1", 0), synth.state_dict("sd1", 1)  # float16, as most checkpoints
+    sd_a[key] = torch.full_like(sd_a[key], va)
+    sd_b[key] = torch.full_like(sd_b[key], vb)
+    pa, pb = tmp_path / "A.safetensors", tmp_path / "B.safetensors"
+    save_tensors(str(pa), sd_a)
+    save_tensors(str(pb), sd_b)
+    return str(pa), str(pb)
+
+
+@pytest.mark.parametrize("mode,alpha,beta", [("weight_sum", 0.3, 0.25), ("weight_sum", 1.0, 0.25),
+                                             ("sum_twice", 0.7, 0.9), ("triple_sum", 0.6, 0.4)])
+def test_convex_merges_of_float16_extremes_stay_finite(tmp_path, mode, alpha, beta):
+    """Issue 12 skips the NaN/inf pass for convex combinations of float16 inputs: at the largest
+    float16 values the result must still be right (computed here in float64, rounded once)."""
+    key = "model.diffusion_model.out.2.weight"
+    pa, pb = _pair_fp16(tmp_path, 65504.0, -65504.0, key)
+    models = (pa, pb, pa) if mode in ("sum_twice", "triple_sum") else (pa, pb)
+    res = merge(Recipe(models=models, mode=mode, alpha=alpha, beta=beta), None, hash_models=False)
+    a, b = 65504.0, -65504.0
+    want = {"weight_sum": a + alpha * (b - a), "sum_twice": (a + alpha * (b - a)) * (1 - beta) + beta * a,
+            "triple_sum": a * (1 - alpha - beta) + b * alpha + a * beta}[mode]
+    got = res.state_dict[key]
+    assert torch.isfinite(got).all()
+    assert torch.allclose(got.double(), torch.full_like(got, want, dtype=torch.float64), rtol=1e-3, atol=0.5)
+
+
+def test_extrapolating_float16_weight_sum_that_overflows_still_stops(tmp_path, capsys):
+    key = "model.diffusion_model.out.2.weight"
+    pa, pb = _pair_fp16(tmp_path, 60000.0, -60000.0, key)
+    out = tmp_path / "m.safetensors"
+    code, _, err = run(capsys, "merge", pa, pb, "-o", out, "--alpha", "-1.5", "--quiet")
+    assert code == 2 and key in err and "NaN or infinite" in err and not out.exists()

@@ -306,13 +306,19 @@ class _Compute:
 
     def _slices(self, job: Job, ts: list[torch.Tensor], out: torch.Tensor, ctx: KeyContext) -> None:
         w, method, pad = job.kp.weights, self.method, [None] * (3 - len(ts))
+        # a convex combination of inputs of the output's own 16-bit dtype cannot overflow it (the
+        # float32 math has ample headroom over float16/bfloat16): the NaN/inf pass would find
+        # nothing the inputs did not have, and it cost ~15% of the math (measured, issue 12)
+        check = not (out.dtype in (torch.float16, torch.bfloat16) and all(t.dtype == out.dtype for t in ts)
+                     and method.convex(w))
         for s in range(0, job.count, SLICE):
             m = min(SLICE, job.count - s)
             xs = [x[:m] for x in self.scratch[:len(ts)]]
             for x, t in zip(xs, ts):
                 x.copy_(t[s:s + m])
             out[s:s + m].copy_(fit(method.merge(*xs, *pad, w, ctx), out.dtype))
-            finite_or_stop(job.kp.key, out[s:s + m], [t[s:s + m] for t in ts])
+            if check:
+                finite_or_stop(job.kp.key, out[s:s + m], [t[s:s + m] for t in ts])
 
     def _merge(self, kp: KeyPlan, fs: list[torch.Tensor], ctx: KeyContext) -> torch.Tensor:
         pad = [None] * (3 - len(fs))

@@ -41,6 +41,12 @@ class MergeMethod:
     def merge(self, a: Tensor, b: Tensor | None, c: Tensor | None, w: Weights, ctx: KeyContext) -> Tensor:
         raise NotImplementedError
 
+    def convex(self, w: Weights) -> bool:
+        """True when, with these weights, every output element is a convex combination of the inputs'
+        elements (or a shrink of A's): it lies between them, so it cannot overflow a dtype they all
+        share, and the engine may skip its NaN/inf check (finite.py) for float16/bfloat16 outputs."""
+        return False
+
     def leaves_a(self, a: Tensor, b: Tensor | None = None, c: Tensor | None = None) -> bool:
         """True where this key's inputs make the method skip the key altogether (A as it is, and no
         adjust after it, as in the incumbent); whole float32 tensors."""

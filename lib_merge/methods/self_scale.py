@@ -19,6 +19,9 @@ class SelfScale(MergeMethod):
     mode = "self"
     n_models = 1
 
+    def convex(self, w: Weights) -> bool:
+        return abs(w.alpha) <= 1.0
+
     def merge(self, a: Tensor, b: Tensor | None, c: Tensor | None, w: Weights, ctx: KeyContext) -> Tensor:
         # alpha 0 means "unchanged", not "zero the weights": a 0 left in an elemental line must not
         # wipe a layer out

@@ -13,6 +13,9 @@ class SumTwice(MergeMethod):
     mode = "sum_twice"
     n_models = 3
 
+    def convex(self, w: Weights) -> bool:
+        return 0.0 <= w.alpha <= 1.0 and 0.0 <= w.beta <= 1.0
+
     def merge(self, a: Tensor, b: Tensor | None, c: Tensor | None, w: Weights, ctx: KeyContext) -> Tensor:
         assert b is not None and c is not None
         torch.lerp(a, b, w.alpha, out=a)

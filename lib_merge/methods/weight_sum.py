@@ -13,6 +13,9 @@ class WeightSum(MergeMethod):
     mode = "weight_sum"
     n_models = 2
 
+    def convex(self, w: Weights) -> bool:
+        return 0.0 <= w.alpha <= 1.0
+
     def merge(self, a: Tensor, b: Tensor | None, c: Tensor | None, w: Weights, ctx: KeyContext) -> Tensor:
         assert b is not None
         # lerp is one pass with one rounding, written straight into the engine's scratch buffer
