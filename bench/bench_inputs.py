@@ -17,7 +17,8 @@ def entries_of(arch: str) -> list[tuple[str, str, tuple[int, ...]]]:
     """(key, dtype name, shape) of every tensor of a real-size checkpoint, in table order."""
     sys_path()
     from lib_merge.arch import layouts
-    shapes = layouts.checkpoint(ARCHS[arch][0], layouts.REAL)
+    from bench_common import OPTIONAL_ARCHS
+    shapes = layouts.checkpoint({**ARCHS, **OPTIONAL_ARCHS}[arch][0], layouts.REAL)
     return [(k, "I64" if k.endswith("position_ids") else "F16", tuple(s)) for k, s in shapes.items()]
 
 

@@ -62,7 +62,8 @@ def run_measured(argv: list[str], poll: float, env: dict | None = None) -> dict:
             "minflt": ru.ru_minflt, "majflt": ru.ru_majflt,
             "load": max(load0, os.getloadavg()[0]),
             "ru_maxrss_incl_parent": ru.ru_maxrss * 1024, "samples": samples, "rc": p.returncode,
-            "stderr": b"".join(chunks["err"]).decode(errors="replace")[-2000:]}
+            "stderr": b"".join(chunks["err"]).decode(errors="replace")[-2000:],
+            "stdout": b"".join(chunks["out"]).decode(errors="replace")[-2000:]}
 
 
 def drop_caches() -> str | None:
