@@ -106,10 +106,9 @@ def _pruned_label(keys) -> str | None:
 
 
 # packed quantisations whose tensors cannot be merged element by element (NEO_FLUX.md B1)
+# (fp8 scaled files are understood: merge/scaled.py de-scales them, or refuses a variant it cannot read)
 _PACKED = ((".absmax", "bitsandbytes NF4/FP4"), (".quant_map", "bitsandbytes NF4/FP4"),
-           ("quant_state.bitsandbytes", "bitsandbytes NF4/FP4"), ("scale_weight", "fp8 scaled"),
-           ("weight_scale", "fp8 scaled"), (".comfy_quant", "fp8 scaled / mixed precision"),
-           ("scaled_fp8", "fp8 scaled"))
+           ("quant_state.bitsandbytes", "bitsandbytes NF4/FP4"))
 
 
 def _refuse_packed(keys, source: str) -> None:

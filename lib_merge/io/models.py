@@ -88,7 +88,26 @@ class PickleSource:
         self._t = {}
 
 
+GGUF_MAGIC = b"GGUF"
+
+
+def refuse_gguf(path: str) -> None:
+    """A GGUF file (llama.cpp / city96 quantised: Q8_0, Q5_K, Q4_K...) by its extension or its magic
+    bytes: one line naming the format and what to do instead."""
+    magic = b""
+    try:
+        with open(path, "rb") as f:
+            magic = f.read(4)
+    except OSError:
+        pass
+    if path.lower().endswith(".gguf") or magic == GGUF_MAGIC:
+        raise ModelFileError(f"{os.path.basename(path)} is a GGUF quantised model (Q8_0/Q5_K/Q4_K...), which cannot "
+                             "be merged", "merge the bf16, fp16 or fp8 .safetensors versions of the models, then "
+                             "quantise the result to GGUF with its own tools if you need GGUF")
+
+
 def open_model(path: str) -> ModelSource:
+    refuse_gguf(path)
     low = path.lower()
     if low.endswith(PICKLE_EXT):
         return PickleSource(path)
@@ -99,6 +118,7 @@ def open_model(path: str) -> ModelSource:
 
 def read_shapes(path: str) -> tuple[dict[str, TensorInfo], dict[str, str]]:
     """Header-only view of a model: what detection and planning need."""
+    refuse_gguf(path)
     if path.lower().endswith(PICKLE_EXT):
         src = PickleSource(path)
         return src.tensors, src.metadata

@@ -21,15 +21,18 @@ from ..errors import Cancelled
 from ..io.models import ModelSource
 from .engine_types import CancelToken, Progress
 from .plan import MergePlan
+from .scaled import descale, read_scales
 
 
 def population_keys(plan: MergePlan) -> list[tuple[str, int | None]]:
     """(key, shared input channels or None) of every key whose similarity counts."""
     channels = {kp.key: kp.channels for kp in plan.keys}
     a, b = plan.headers[0], plan.headers[1]
+    # fp8 scaled inputs: their scale keys and markers are bookkeeping, not weights
+    skip = set().union(*((lay.scale_keys | lay.extras) for lay in plan.scaled[:2] if lay))
     out = []
     for key, ia in a.items():
-        if "first_stage_model" in key or "model" not in key or key not in b:
+        if "first_stage_model" in key or "model" not in key or key not in b or key in skip:
             continue
         ch = channels.get(key)
         if ia.shape != b[key].shape and ch is None:
@@ -51,12 +54,14 @@ def trimmed_range(samples: np.ndarray) -> tuple[float, float]:
 def cosine_range(plan: MergePlan, sources: list[ModelSource], progress: Progress | None,
                  cancel: CancelToken | None) -> tuple[float, float]:
     keys = population_keys(plan)
+    values = read_scales(plan.scaled[:2], sources[:2]) if any(plan.scaled[:2]) else [{}, {}]
+    scale_of = [lay.scale_of if lay else {} for lay in (plan.scaled[:2] or [None, None])]
     samples = []
     for i, (key, ch) in enumerate(keys):
         if cancel is not None and cancel.cancelled:
             raise Cancelled()
-        a = sources[0].get(key).to(torch.float32)
-        b = sources[1].get(key).to(torch.float32)
+        a = descale(sources[0].get(key), scale_of[0].get(key), values[0])
+        b = descale(sources[1].get(key), scale_of[1].get(key), values[1])
         if ch is not None:
             a, b = a[:, :ch], b[:, :ch]
         samples.append(plan.method.stat(a, b).reshape(-1).numpy().astype(np.float64))

@@ -84,10 +84,17 @@ def merge(recipe: Recipe, output: str | MutableMapping[str, torch.Tensor] | None
     sources = keymap.open_sources(recipe, paths, hashing.open if hashing else open_model,
                                   hashing.known if hashing else [], recorded, key_map_name)
 
+    qmeta = plan.metadata[0].get("_quantization_metadata")
+    keep_qmeta = bool(qmeta) and any(k.scale_for for k in plan.keys)  # a scaled output keeps A's layer formats
+
     def metadata(hashes: list[str]) -> dict[str, str]:
         if not hash_models:
-            return file_metadata("merge", {**recorded, "model_hashes": []}, {})
-        return file_metadata("merge", {**recorded, "model_hashes": hashes}, models_for(paths, hashes, metadata_of))
+            meta = file_metadata("merge", {**recorded, "model_hashes": []}, {})
+        else:
+            meta = file_metadata("merge", {**recorded, "model_hashes": hashes}, models_for(paths, hashes, metadata_of))
+        if keep_qmeta:
+            meta["_quantization_metadata"] = qmeta
+        return meta
 
     threads_before = torch.get_num_threads()
     torch.set_num_threads(1)  # measured: on a shared 2-core box one intra-op thread is fastest

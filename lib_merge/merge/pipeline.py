@@ -25,6 +25,7 @@ from ..io.safetensors_io import DTYPES, SafetensorsReader, SafetensorsWriter, it
 from ..methods import KeyContext, MergeMethod
 from ..methods.finite import finite_or_stop
 from .plan import KeyPlan, MergePlan
+from .scaled import read_scales
 
 CHUNK = 1 << 21  # elements per read (8 MiB of fp32)
 SLICE = 1 << 18  # elements per convert/merge/cast step
@@ -72,7 +73,7 @@ def jobs_for(plan: MergePlan) -> list[Job]:
         numel = math.prod(kp.shape)
         # whole: the shape matters (non-elementwise methods, inpainting channels, adjust); anything
         # else goes through the cache-sized slices, however small it is
-        whole = (kp.merge and (not elementwise or kp.channels is not None)) or kp.adjust
+        whole = (kp.merge and (not elementwise or kp.channels is not None)) or kp.adjust or kp.rescale
         if whole or numel <= CHUNK:
             jobs.append(Job(kp, 0, numel, whole))
         else:
@@ -184,6 +185,9 @@ def run(plan: MergePlan, sources: list[ModelSource], sink, stats: tuple[float, f
                 if i + PREFETCH < len(jobs):
                     _prefetch(sources, jobs[i + PREFETCH])
                 kp = job.kp
+                if kp.scale_for:  # a new scale: computed with its weight, nothing to read
+                    _put(q_in, (job, "scale", None, []), stop)
+                    continue
                 if not kp.merge and not kp.adjust and src_a.tensors[kp.key].dtype == kp.out_dtype:
                     nbytes = job.count * itemsize(kp.out_dtype)
                     ob, pooled = out_pool.take(nbytes, stop)
@@ -232,7 +236,7 @@ def run(plan: MergePlan, sources: list[ModelSource], sink, stats: tuple[float, f
                threading.Thread(target=writer, name="merge-writer", daemon=True)]
     for t in threads:
         t.start()
-    compute = _Compute(plan, n, stats)
+    compute = _Compute(plan, n, stats, read_scales(plan.scaled, sources) if any(plan.scaled) else [{}] * n)
     done = 0
     try:
         while True:
@@ -245,6 +249,10 @@ def run(plan: MergePlan, sources: list[ModelSource], sink, stats: tuple[float, f
             nbytes = job.count * itemsize(job.kp.out_dtype)
             if kind == "bytes":
                 _put(q_out, (job, payload[:nbytes], payload, bufs), stop)
+            elif kind == "scale":
+                ob, pooled = out_pool.take(nbytes, stop)
+                compute.scale(job.kp, ob[:nbytes].view(DTYPES[job.kp.out_dtype]))
+                _put(q_out, (job, ob[:nbytes], ob, pooled), stop)
             else:
                 ob, pooled = out_pool.take(nbytes, stop)
                 compute(job, payload, ob[:nbytes].view(DTYPES[job.kp.out_dtype]))
@@ -276,7 +284,10 @@ def run(plan: MergePlan, sources: list[ModelSource], sink, stats: tuple[float, f
 class _Compute:
     """Turns one job's input tensors (source dtypes) into its output (out dtype), in place."""
 
-    def __init__(self, plan: MergePlan, n: int, stats: tuple[float, float] | None):
+    def __init__(self, plan: MergePlan, n: int, stats: tuple[float, float] | None,
+                 scales: list[dict[str, float]] | None = None):
+        self.scales = scales or [{}] * n  # fp8 scaled inputs: {scale key: value} per source
+        self.new_scales: dict[str, float] = {}  # weight key -> the scale its fp8 output was written with
         self.method: MergeMethod = plan.method
         self.arch_id = plan.arch.id
         self.adjust = plan.adjust
@@ -287,7 +298,10 @@ class _Compute:
     def __call__(self, job: Job, ts: list[torch.Tensor], out: torch.Tensor) -> None:
         kp = job.kp
         if not kp.merge:  # A's bytes (cast to the output dtype); never adjusted (plan.py)
-            out.copy_(fit(ts[0].reshape(-1), out.dtype))
+            a = ts[0].reshape(-1)
+            if kp.scales and kp.scales[0]:  # a scaled fp8 weight written plain: de-scaled
+                a = a.float() * self.scales[0][kp.scales[0]]
+            out.copy_(fit(a, out.dtype))
             if out.dtype != ts[0].dtype:  # a cast can overflow (fp32 past 65504 to fp16)
                 finite_or_stop(kp.key, out, ts[:1])
             return
@@ -296,13 +310,28 @@ class _Compute:
             self._slices(job, ts, out, ctx)
             return
         fs = [t.to(self.device, torch.float32) for t in ts]
+        for i, sk in enumerate(kp.scales):
+            if sk:
+                fs[i] = fs[i] * self.scales[i][sk]
         # the incumbent skips the rest of a key, adjust included, where the method leaves A as it is
         adjust = kp.adjust and not self.method.leaves_a(*fs)
         r = self._merge(kp, fs, ctx)
         if adjust:
             r = self.adjust.apply(kp.key, r, self.arch_id)
+        if kp.rescale:  # a new per-tensor scale: amax / fp8 max (Comfy's TensorCoreFP8Layout.quantize)
+            amax = float(r.abs().max()) if r.numel() else 0.0
+            scale = amax / torch.finfo(out.dtype).max if amax > 0 and math.isfinite(amax) else 1.0
+            self.new_scales[kp.key] = scale
+            r = r * (1.0 / scale)
         out.copy_(fit(r.reshape(-1), out.dtype))
         finite_or_stop(kp.key, out, ts)
+
+    def scale(self, kp: KeyPlan, out: torch.Tensor) -> None:
+        """A weight's scale key: the new scale of a merged weight, else A's own."""
+        value = self.new_scales.pop(kp.scale_for, None) if kp.scale_for else None
+        if value is None:
+            value = self.scales[0][kp.key]
+        out.fill_(value)
 
     def _slices(self, job: Job, ts: list[torch.Tensor], out: torch.Tensor, ctx: KeyContext) -> None:
         w, method, pad = job.kp.weights, self.method, [None] * (3 - len(ts))
@@ -316,6 +345,9 @@ class _Compute:
             xs = [x[:m] for x in self.scratch[:len(ts)]]
             for x, t in zip(xs, ts):
                 x.copy_(t[s:s + m])
+            for i, sk in enumerate(job.kp.scales):
+                if sk:
+                    xs[i].mul_(self.scales[i][sk])
             out[s:s + m].copy_(fit(method.merge(*xs, *pad, w, ctx), out.dtype))
             if check:
                 finite_or_stop(job.kp.key, out[s:s + m], [t[s:s + m] for t in ts])

@@ -19,6 +19,7 @@ from ..io.safetensors_io import TensorInfo
 from ..methods import MergeMethod, Weights, resolve
 from .presets import PresetBook
 from .recipe import Recipe, check_weight
+from .scaled import ScaledLayout, scaled_layout
 from .weights import BlockWeights, RandomSpec, is_random, parse_block_weights, uses_random
 
 OUT_DTYPES = {"fp16": "F16", "bf16": "BF16", "fp32": "F32", "fp8_e4m3fn": "F8_E4M3", "fp8_e5m2": "F8_E5M2"}
@@ -39,6 +40,9 @@ class KeyPlan:
     channels: int | None = None  # merge only the first N input channels (dim 1), keep A's others
     adjust: bool = False
     block: str | None = None
+    scales: tuple[str | None, ...] = ()  # fp8 scaled inputs: each source's scale key of this weight (scaled.py)
+    rescale: bool = False  # write this weight fp8 with a new per-tensor scale
+    scale_for: str | None = None  # this key is the (new) scale of that weight
 
 
 @dataclass
@@ -54,6 +58,7 @@ class MergePlan:
     beta_blocks: BlockWeights | None
     adjust: adjust_mod.Adjust | None
     notes: list[str] = field(default_factory=list)
+    scaled: list[ScaledLayout | None] = field(default_factory=list)  # per used input
 
     @property
     def n_merged(self) -> int:
@@ -160,18 +165,31 @@ def build_plan(recipe: Recipe, headers: list[dict[str, TensorInfo]], metadata: l
     merge_vae = (recipe.merge_vae or bool(sel and including and sel.vae)) and not method.needs_stats
     out_dtype = OUT_DTYPES.get(recipe.dtype)
     used = headers[:method.n_models]
+    scaled = [scaled_layout(h, n) for h, n in zip(used, names)]
+    out_scaled = _scaled_output(scaled[0], out_dtype, names[0])
     plans: list[KeyPlan] = []
     notes: list[str] = []
     for key, ia in headers[0].items():
         comp = arch.component(key)
         if recipe.prune and comp is Component.OTHER:
             continue
-        dtype = out_dtype if (out_dtype and ia.is_float) else ia.dtype
+        if scaled[0] and (key in scaled[0].extras or key in scaled[0].scale_keys):
+            if out_scaled:  # markers and input scales as A has them; weight scales are written after their weight
+                plans.append(KeyPlan(key, ia.shape, ia.dtype, False, block=None,
+                                     scale_for=next((w for w, s in scaled[0].scale_of.items() if s == key), None)))
+            continue  # a plain output has no scale keys
+        scales = tuple(lay.scale_of.get(key) if lay else None for lay in scaled) if any(scaled) else ()
+        if scales and not any(scales):
+            scales = ()
+        if scales and scales[0] and out_scaled:
+            dtype = ia.dtype  # fp8, written with its scale
+        else:
+            dtype = out_dtype if (out_dtype and ia.is_float) else ia.dtype
         block = arch.block_of(key)
         is_adj_key = key in adjust_mod.KEYS
         adjusted = adj is not None and is_adj_key
         # a key that is not merged is A's bit for bit: adjust (REFERENCE §4, §5) does not touch it either
-        keep = KeyPlan(key, ia.shape, dtype, False, block=block)
+        keep = KeyPlan(key, ia.shape, dtype, False, block=block, scales=scales[:1])
         if block is None or not ia.is_float or not merged_by_name(key, arch) or (comp is Component.VAE and not merge_vae):
             plans.append(keep)
             continue
@@ -193,12 +211,45 @@ def build_plan(recipe: Recipe, headers: list[dict[str, TensorInfo]], metadata: l
         if method.id == "self" and (a == 0 or any(s in key for s in ("to_out", "proj_out", "norm"))):
             plans.append(keep)
             continue
-        plans.append(KeyPlan(key, ia.shape, dtype, True, Weights(a, b, recipe.gamma), channels, adjusted, block))
+        plans.append(KeyPlan(key, ia.shape, dtype, True, Weights(a, b, recipe.gamma), channels, adjusted, block,
+                             scales, rescale=bool(out_scaled and scales and scales[0])))
     for i, h in enumerate(used[1:], 1):
         extra = sum(1 for k in h if k not in headers[0])
         if extra:
             notes.append(f"{extra} keys only in model {SLOTS[i]} were left out (the output has A's keys)")
-    return MergePlan(recipe, method, arch, infos, headers, metadata or [{} for _ in headers], plans, ab, bb, adj, notes)
+    if out_scaled:
+        plans = _scales_after_weights(plans)
+        notes.append(f"model A is {scaled[0].label}: merged weights get new per-tensor scales (amax / fp8 max)")
+    elif scaled[0]:
+        notes.append(f"model A is {scaled[0].label}: written de-scaled as {recipe.dtype}, without scale keys")
+    return MergePlan(recipe, method, arch, infos, headers, metadata or [{} for _ in headers], plans, ab, bb, adj, notes,
+                     scaled)
+
+
+def _scaled_output(layout: ScaledLayout | None, out_dtype: str | None, name: str) -> bool:
+    """Whether the output is fp8 scaled: model A is, and the output keeps A's fp8 type."""
+    if layout is None:
+        return False
+    if out_dtype is None or out_dtype == layout.fp8:
+        return True
+    if out_dtype.startswith("F8"):
+        want = "fp8_e4m3fn" if layout.fp8 == "F8_E4M3" else "fp8_e5m2"
+        raise RecipeError(f"model A {name} is {layout.label}; its scaled output keeps that fp8 type",
+                          f"use --dtype keep or {want} (scaled), or bf16/fp16/fp32 (de-scaled)")
+    return False
+
+
+def _scales_after_weights(plans: list[KeyPlan]) -> list[KeyPlan]:
+    """Each weight's scale right after the weight: the scale is known once the weight is computed."""
+    scale_plans = {p.scale_for: p for p in plans if p.scale_for}
+    out: list[KeyPlan] = []
+    for p in plans:
+        if p.scale_for:
+            continue
+        out.append(p)
+        if p.key in scale_plans:
+            out.append(scale_plans.pop(p.key))
+    return out + list(scale_plans.values())
 
 
 def merged_by_name(key: str, arch=None) -> bool:
