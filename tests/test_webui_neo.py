@@ -303,3 +303,50 @@ def test_a_patcher_without_lora_patches_is_one_log_line_not_a_traceback(neo, cap
         assert lbw_forge.ForgeApplier()._weighted(p, job, (), "unet") is p
     lines = [r.getMessage() for r in caplog.records]
     assert len(lines) == 1 and "keeps no lora_patches" in lines[0] and "Fix:" in lines[0]
+
+
+# ---- Flux LoRAs: block from the model key, through Neo's adapters and offsets -------------------------------
+FLUX_LBW = {"CLIP": 0.5, "T5": 0.0, "IN": 1.0, "D00": 1.0, "D01": 0.0, "D02": 0.25, "S00": 0.0, "S01": 1.0,
+            "S02": 0.75, "S03": 0.0, "OUT": 0.5}
+
+
+def _flux_weights() -> str:
+    """61 values in LBW's BLOCKIDFLUX order (CLIP, T5, IN, D00..D18, S00..S37, OUT); the tiny model has
+    3 double and 4 single blocks, so the others name blocks it does not have."""
+    order = ["CLIP", "T5", "IN", *(f"D{i:02d}" for i in range(19)), *(f"S{i:02d}" for i in range(38)), "OUT"]
+    return ",".join(str(FLUX_LBW.get(b, 0.0)) for b in order)
+
+
+@pytest.mark.parametrize("fmt", ["kohya", "diffusers"])
+def test_flux_lora_block_weights_on_neo(neo, fmt):
+    """A Flux LoRA with lbw= of 61 values: each weight of the live model (transformer, CLIP-L, T5) equals
+    W + m · r(block) · ΔW, computed in float64 by tests/flux_lora_synth.expected from the LoRA's own
+    modules; the diffusers format lands split q/k/v on rows of the fused qkv (Neo's offsets) and
+    norm_out.linear with its halves swapped (Neo's function)."""
+    from lib_merge.arch.flux_layouts import FLUX_TINY, checkpoint
+    from lib_merge.io.safetensors_io import save_tensors
+    from tests import flux_lora_synth as fl
+    g = torch.Generator().manual_seed(3)
+    sd = {k: torch.randn(s, generator=g) for k, s in checkpoint(FLUX_TINY, "dev", all_in_one=True).items()}
+    save_tensors(os.path.join(neo.models_dir, "F.safetensors"), sd)
+    neo.sd_models.list_models()
+    model = neo.load("F.safetensors")
+    assert model.is_flux and type(model).__name__ == "Flux"
+    mods = fl.logical(seed=4, te=True)
+    save_tensors(os.path.join(neo.lora_dir, "fl.safetensors"), fl.write(mods, fmt))
+    neo.networks.list_available_networks(neo.lora_dir)
+    neo.load_scripts()
+    p, processed = neo.txt2img(f"a cat <lora:fl:0.8:1.2:lbw={_flux_weights()}>", steps=1)
+    assert "LBW error" not in p.extra_generation_params, p.extra_generation_params
+    live = {"model." + k: v for k, v in p.unet_snapshots[-1][2].items()}
+    live.update({"text_encoders." + k: v for k, v in p.te_snapshots[-1][1].items()})
+    kept = [m for m in mods if fmt == "kohya" or not m.bfl.startswith("t5:")]  # diffusers trainers save CLIP only
+    exp = fl.expected(sd, [(kept, 0.8, 1.2, 0)], lambda i, block, bfl: FLUX_LBW[block])
+    assert len(exp) > 40
+    for key, want in exp.items():
+        assert torch.allclose(live[key].double(), torch.from_numpy(want), atol=2e-4), key
+    # blocks at 0 really are off, and a block at 1 really is on (the checks above are not vacuous)
+    off = [k for k in exp if ".double_blocks.1." in k]
+    on = [k for k in exp if ".single_blocks.1." in k]
+    assert off and all(torch.equal(live[k], sd[k]) for k in off)
+    assert on and all(not torch.equal(live[k], sd[k]) for k in on)

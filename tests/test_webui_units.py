@@ -38,7 +38,7 @@ def test_uses_from_network_data_keep_order_and_name_the_bad_tag():
 
 
 def test_validate_refuses_models_without_blocks():
-    with pytest.raises(ParseError, match="need an SD1, SD2 or SDXL model"):
+    with pytest.raises(ParseError, match="need an SD1, SD2, SDXL or Flux model"):
         lbw_tags.validate(["<lora:x:1:1:lbw=ALL>"], None, DEFAULT_BOOK)
 
 

@@ -132,8 +132,10 @@ def prepare(p: Any, enabled: bool, args: PlotArgs, arch: Architecture | None, pr
 
 
 def _need_arch(arch: Architecture | None) -> Architecture:
-    if arch is None:
-        raise ParseError("block-weight plots need an SD1, SD2 or SDXL model", "load an SD1/SD2/SDXL checkpoint")
+    from ..lora.flux_index import is_flux
+    if arch is None or is_flux(arch):  # the plots' block tables are SD's
+        raise ParseError("block-weight plots need an SD1, SD2 or SDXL model (Flux LoRAs take block weights in "
+                         "their tags, not yet in plots)", "load an SD1/SD2/SDXL checkpoint")
     return arch
 
 

@@ -77,3 +77,22 @@ def require_same_arch(merged: Architecture, live: Architecture | None, live_name
         have = live.label if live else "not an SD1/SD2/SDXL model"
         raise ArchitectureError(f"the merge is {merged.label} but the loaded model {live_name} is {have}",
                                 f"select an {merged.label} checkpoint in the webui first, or use Merge and save")
+
+
+def lbw_arch_of_model(sd_model: Any) -> Any:
+    """The architecture LoRA block weights use for the live model: SD1 / SD2 / SDXL as `arch_of_model`,
+    and Flux / Chroma engines of Forge and Neo (Neo sets `is_flux` on both, flux.py and chroma.py at
+    283cb2c4; lllyasviel Forge has no flag, only the class names) as a FluxArchitecture whose block
+    counts are read from the loaded transformer's own keys. None for anything else."""
+    arch = arch_of_model(sd_model)
+    if arch is not None or sd_model is None or not hasattr(sd_model, "forge_objects"):
+        return arch
+    if not (getattr(sd_model, "is_flux", False) or type(sd_model).__name__ in ("Flux", "Chroma")):
+        return None
+    from ..arch.flux import flux_architecture
+    try:
+        keys = list(sd_model.forge_objects.unet.model.diffusion_model.state_dict().keys())
+    except AttributeError:
+        return None
+    flux, _ = flux_architecture("model.diffusion_model." + k for k in keys)
+    return flux if flux.n_double else None

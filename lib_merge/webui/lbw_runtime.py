@@ -79,8 +79,9 @@ def te_state(job: Job) -> str | None:
     parts = []
     for u in job.uses:
         r = resolve(u.tag, job.arch, job.presets, job.seed)
-        if r.blocks.get("BASE", 1.0) != 1.0 or r.rules or not u.te_on:
-            parts.append((u.name, u.tag, r.blocks.get("BASE"), tuple((x.text, v) for x, v in r.rules), u.te_on))
+        te = tuple(r.blocks.get(b, 1.0) for b in ("BASE", "CLIP", "T5"))  # SD's BASE; Flux's CLIP and T5
+        if any(v != 1.0 for v in te) or r.rules or not u.te_on:
+            parts.append((u.name, u.tag, te, tuple((x.text, v) for x, v in r.rules), u.te_on))
     return lbw_tags.digest(job.presets_key, *parts) if parts else None
 
 
@@ -131,13 +132,13 @@ class Runtime:
         """`plot_args`: the script's args after `enabled` (lbw_plot.PlotArgs, positional)."""
         from modules import shared
         from . import analyzer_run
-        from .checkpoints import arch_of_model
+        from .checkpoints import lbw_arch_of_model
         from ..xy.lbw_plot import from_args
         self.applier.restore(p)
         job = Job(id(p), bool(enabled))
         setattr(p, ATTR, job)
         if enabled or analyzer_run.has_placeholder(p):
-            job.arch = arch_of_model(shared.sd_model)
+            job.arch = lbw_arch_of_model(shared.sd_model)
             try:
                 job.presets, job.presets_key = self.presets()
             except MergeError as e:  # a broken presets file only matters to prompts that use our tags
@@ -179,7 +180,7 @@ class Runtime:
             job.uses = lbw_tags.uses_from_network_data(extra_network_data, job.presets)
             if job.uses and (job.presets_error or job.arch is None):
                 raise MergeError(job.presets_error or
-                                 f"{job.uses[0].text}: block weights need an SD1, SD2 or SDXL model")
+                                 f"{job.uses[0].text}: block weights need an SD1, SD2, SDXL or Flux model")
         except MergeError as e:
             job.uses = []
             self.fail(p, str(e))

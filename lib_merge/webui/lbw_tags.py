@@ -97,8 +97,8 @@ def validate(texts: Iterable[str], arch: Architecture | None, presets: PresetBoo
     for text in texts:
         tag = parse_tag(text, presets)
         if arch is None:
-            raise ParseError(f"{text}: block weights need an SD1, SD2 or SDXL model",
-                             "remove lbw=/lbwe=/start=/stop= from the tag, or load an SD1/SD2/SDXL checkpoint")
+            raise ParseError(f"{text}: block weights need an SD1, SD2, SDXL or Flux model",
+                             "remove lbw=/lbwe=/start=/stop= from the tag, or load an SD1/SD2/SDXL/Flux checkpoint")
         resolve(tag, arch, presets, seed=0)
         tags.append(tag)
     return tags
@@ -122,8 +122,35 @@ def infotext(tags: Iterable[LoraTag], arch: Architecture, presets: PresetBook) -
     return out
 
 
+def flux_param_block(name: str, arch: Any) -> str | None:
+    """The 61-slot block of a Forge / Neo Flux parameter name: `clip_l.transformer....` -> CLIP,
+    `t5xxl.transformer....` -> T5, `diffusion_model.<BFL key>` -> the block of that model key (so a
+    diffusers LoRA's split q/k/v, which Neo files under the fused qkv key with an offset, lands where
+    the weight it changes is)."""
+    if name.startswith("clip_l."):
+        return "CLIP"
+    if name.startswith("t5xxl."):
+        return "T5"
+    if name.startswith("diffusion_model."):
+        return arch.block_of("model." + name)
+    return None
+
+
+def _flux_ratios(tag: LoraTag, names: list[str], job: Any) -> tuple[dict[str, float], BlockRatios]:
+    r = resolve(tag, job.arch, job.presets, job.seed)
+    out = {}
+    for name in names:
+        block = flux_param_block(name, job.arch)
+        short = name[len("diffusion_model."):] if name.startswith("diffusion_model.") else name
+        out[name] = r.ratio(block, (short, short.replace(".", "_")))
+    return out, r
+
+
 def ratios_by_name(tag: LoraTag, names: list[str], job: Any) -> tuple[dict[str, float], BlockRatios]:
     """Each module's block ratio r (strength / multiplier) under the webui's own names."""
+    from ..lora.flux_index import is_flux
+    if is_flux(job.arch):
+        return _flux_ratios(tag, names, job)
     s = module_strengths(tag, names, arch=job.arch, presets=job.presets, seed=job.seed)
     ratios = {}
     for name, ms in s.modules.items():

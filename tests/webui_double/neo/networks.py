@@ -34,24 +34,55 @@ def load_lora_state_dict(filename):
     return load_torch_file(filename, safe_load=True)
 
 
+def _swap_halves(t):
+    h = t.shape[0] // 2
+    return torch.cat([t[h:], t[:h]], 0)
+
+
 def model_lora_keys_unet(model):
-    """comfy/lora.py `model_lora_keys_unet`: `lora_unet_<key with _>` for every diffusion_model weight."""
+    """comfy/lora.py `model_lora_keys_unet` (0cc5e9ea): `lora_unet_<key with _>` and `diffusion_model.<key>`
+    for every diffusion_model weight; on Flux also the diffusers names (`transformer.<name>`,
+    `lora_transformer_<name with _>`), which `flux_to_diffusers` maps to `(fused key, (0, start, rows))`
+    for split q/k/v. The table here is the tests' own (tests/flux_lora_synth.py), not lib_merge's."""
     keys = {}
-    for k, _ in model.named_parameters():
+    names = [k for k, _ in model.named_parameters()]
+    for k in names:
         if k.startswith("diffusion_model.") and k.endswith(".weight"):
             keys["lora_unet_" + k[len("diffusion_model."):-len(".weight")].replace(".", "_")] = k
+            keys[k[:-len(".weight")]] = k
+    if "diffusion_model.double_blocks.0.img_attn.qkv.weight" in names:
+        from tests.flux_lora_synth import full_table
+        n_double = len({k.split(".")[2] for k in names if k.startswith("diffusion_model.double_blocks.")})
+        n_single = len({k.split(".")[2] for k in names if k.startswith("diffusion_model.single_blocks.")})
+        for diff, (bfl, rows) in full_table(n_double, n_single).items():
+            key = f"diffusion_model.{bfl}.weight"
+            to = key if rows is None else (key, (0, rows[0], rows[1] - rows[0]))
+            if diff == "norm_out.linear":  # comfy: (key, None, swap_scale_shift): diffusers keeps shift, scale
+                to = (key, None, _swap_halves)
+            keys["transformer." + diff] = to
+            keys["lora_transformer_" + diff.replace(".", "_")] = to
     return keys
 
 
 def model_lora_keys_clip(cond_stage_model):
-    """comfy/lora.py `model_lora_keys_clip`: `lora_te_` (SD1), `lora_te1_`/`lora_te2_` (SDXL)."""
+    """comfy/lora.py `model_lora_keys_clip` (0cc5e9ea): CLIP-L answers `lora_te_` and `lora_te1_`, CLIP-G
+    `lora_te2_` when CLIP-L is there; T5 `lora_te2_` after CLIP-L alone (Flux, OneTrainer's naming)."""
     keys = {}
-    xl = "clip_g" in cond_stage_model._modules
+    mods = cond_stage_model._modules
     for k, _ in cond_stage_model.named_parameters():
         m = re.fullmatch(r"clip_([lg])\.transformer\.(text_model\..+)\.weight", k)
         if m:
-            prefix = ("lora_te1_" if xl else "lora_te_") if m.group(1) == "l" else "lora_te2_"
-            keys[prefix + m.group(2).replace(".", "_")] = k
+            under = m.group(2).replace(".", "_")
+            if m.group(1) == "l":
+                keys["lora_te_" + under] = keys["lora_te1_" + under] = k
+                keys["text_encoder." + m.group(2)] = k  # diffusers
+            else:
+                keys["lora_te2_" + under] = k
+                keys["text_encoder_2." + m.group(2)] = k
+        t = re.fullmatch(r"t5xxl\.transformer\.(.+)\.weight", k)
+        if t:
+            index = 2 + ("clip_g" in mods)
+            keys[f"lora_te{index}_" + t.group(1).replace(".", "_")] = k
     return keys
 
 
