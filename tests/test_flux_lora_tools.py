@@ -207,3 +207,29 @@ def test_cli_on_flux_loras(ckpt, tmp_path, capsys):
         err = capsys.readouterr().err
         assert code == 2 and needle in err and "Flux.1" in err and "Traceback" not in err, err
         assert len(err.strip().splitlines()) == 1
+
+
+def test_chroma_and_wrong_family(ckpt, tmp_path):
+    """A Flux LoRA baked into Chroma (no modulation layers): the rest is applied, the mod modules are
+    reported; an SD1 LoRA on a Flux checkpoint and a Flux LoRA on SD1 are refused naming both."""
+    _, _, d = ckpt
+    g = torch.Generator().manual_seed(3)
+    chroma = {k: torch.randn(s, generator=g) for k, s in checkpoint(FLUX_TINY, "chroma", all_in_one=True).items()}
+    cp = _write(tmp_path, "chroma.safetensors", chroma)
+    mods = [m for m in fl.logical(seed=61) if not m.bfl.startswith("t5:")]
+    lp = _write(tmp_path, "k.safetensors", fl.write(mods, "kohya"))
+    out = str(tmp_path / "c.safetensors")
+    res = bake(cp, [parse_spec(f"{lp}:1")], out, overwrite=True)
+    absent = {m.bfl for m in mods if "_mod.lin" in m.bfl or "modulation" in m.bfl
+              or m.bfl.startswith(("time_in", "vector_in", "guidance_in"))}
+    assert {n[len("lora_unet_"):] for n in res.loras[0].not_in_model} == {b.replace(".", "_") for b in absent}
+    kept = [m for m in mods if m.bfl not in absent]
+    _check(out, chroma, fl.expected(chroma, [(kept, 1.0, 1.0, 0)], lambda i, b, bfl: 1.0))
+    from tests import synth
+    sd1 = str(tmp_path / "sd1.safetensors")
+    synth.write_checkpoint(sd1, "sd1", seed=1)
+    synth.write_lora(tmp_path / "sdl.safetensors", "sd1")
+    with pytest.raises(ArchitectureError, match="is an SD1.x LoRA .* but the model is Chroma.* or a Chroma"):
+        bake(cp, [parse_spec(f"{tmp_path / 'sdl.safetensors'}:1")], str(tmp_path / "n.safetensors"))
+    with pytest.raises(ArchitectureError, match="is a Flux.1 LoRA .* but the model is SD1"):
+        bake(sd1, [parse_spec(f"{lp}:1")], str(tmp_path / "n.safetensors"))

@@ -18,7 +18,7 @@ from . import algos
 from .algos.base import Algorithm
 from . import flux_index
 from .keys import ArchGuess, Module, canonical, guess_arch, module_block
-from .layouts import family
+from .layouts import article, family
 
 # file-key suffix -> parameter name, longest first so `.lora_down.weight` wins over `.weight`
 _SUFFIXES: tuple[tuple[str, str], ...] = tuple(sorted((
@@ -118,8 +118,9 @@ class LoraFile:
         """Fix the architecture (the checkpoint's, or the guess) and name every module canonically."""
         g = self.guess
         if arch is not None and g is not None and family(g.arch) != family(arch):
-            raise ArchitectureError(f"{self.name} is an {g.arch.label} LoRA ({g.reason}) but the model is {arch.label}",
-                                    f"use an {g.arch.label} checkpoint, or an {arch.label} LoRA")
+            raise ArchitectureError(f"{self.name} is {article(g.arch.label)} LoRA ({g.reason}) but the model is "
+                                    f"{arch.label}", f"use {article(g.arch.label)} checkpoint, or "
+                                    f"{article(arch.label)} LoRA")
         if arch is None:
             if g is None:
                 raise ArchitectureError(f"cannot tell which model {self.name} was made for from its module names",
