@@ -251,8 +251,9 @@ def main(argv: list[str] | None = None) -> int:
                 md.append(f"{OPTIONAL_ARCHS[arch][1]}: not run ({e}); the row runs once the architecture lands.\n")
                 continue
             ARCHS[arch] = OPTIONAL_ARCHS[arch]
-        t_gen, made = ensure_inputs(workdir, arch, args.jobs)
-        inputs = input_paths(workdir, arch)[:max(MODES[m] for m in args.mode)]
+        n_max = max(MODES[m] for m in args.mode)  # only the inputs these rows use (disk is shared)
+        t_gen, made = ensure_inputs(workdir, arch, args.jobs, "ABC"[:n_max])
+        inputs = input_paths(workdir, arch)[:n_max]
         info = {"generated": made, "generate_s": t_gen, "file_bytes": os.path.getsize(inputs[0])}
         info["hash_s"] = prehash(inputs, cache_dir)
         report["archs"][arch] = info
