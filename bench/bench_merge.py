@@ -1,8 +1,10 @@
 #!/usr/bin/env python
 """Benchmark: BlockMerge against the I/O floor and a naive load-everything merge, on real-size models.
 
-    python bench/bench_merge.py [--arch sd15 sdxl] [--mode weight_sum add_difference]
+    python bench/bench_merge.py [--arch sd15 sdxl [flux]] [--mode ROW ...] [--skip naive]
                                 [--workdir DIR] [--keep] [--cold] [--repeat N] [--json FILE]
+
+ROW: the rows of bench_common.ROWS (every mode, calc modes, MBW, first_merge, cold); all by default.
 
 What it does, per architecture:
 
@@ -13,7 +15,7 @@ What it does, per architecture:
 2. Hashes the inputs once into a hash cache in the work dir (timed, reported on its own line), so
    that "ours" is timed without its one-time hashing.
 3. Times, each in its own child process (so peak memory is per contender, Python start-up
-   included), for weight_sum (A, B) and add_difference (A, B, C):
+   included), for every row:
      floor  read every input fully (big sequential reads, in a thread) WHILE writing one
             output of the output's size and fsync it;
      naive  safetensors.torch.load_file every input, the formula per key in float32, cast to fp16,
