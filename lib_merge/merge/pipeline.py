@@ -309,6 +309,10 @@ class _Compute:
         if not job.whole and self.device.type == "cpu":
             self._slices(job, ts, out, ctx)
             return
+        if kp.rescale and self.method.elementwise and kp.channels is None and not kp.adjust \
+                and self.device.type == "cpu":
+            self._rescaled(job, [t.reshape(-1) for t in ts], out, ctx)
+            return
         fs = [t.to(self.device, torch.float32) for t in ts]
         for i, sk in enumerate(kp.scales):
             if sk:
@@ -325,6 +329,18 @@ class _Compute:
             r = r * (1.0 / scale)
         out.copy_(fit(r.reshape(-1), out.dtype))
         finite_or_stop(kp.key, out, ts)
+
+    def _rescaled(self, job: Job, ts: list[torch.Tensor], out: torch.Tensor, ctx: KeyContext) -> None:
+        """A weight written fp8 with a new scale, in cache-sized slices: the merged float32 tensor is
+        kept once (its amax is needed before the first fp8 value), never its temporaries."""
+        merged = torch.empty(job.count, dtype=torch.float32)
+        self._slices(job, ts, merged, ctx)
+        amax = max((float(merged[s:s + SLICE].abs().max()) for s in range(0, job.count, SLICE)), default=0.0)
+        scale = amax / torch.finfo(out.dtype).max if amax > 0 and math.isfinite(amax) else 1.0
+        self.new_scales[job.kp.key] = scale
+        inv = 1.0 / scale
+        for s in range(0, job.count, SLICE):
+            out[s:s + SLICE].copy_(fit(merged[s:s + SLICE] * inv, out.dtype))
 
     def scale(self, kp: KeyPlan, out: torch.Tensor) -> None:
         """A weight's scale key: the new scale of a merged weight, else A's own."""

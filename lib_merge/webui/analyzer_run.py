@@ -132,10 +132,8 @@ def prepare(p: Any, enabled: bool, args: PlotArgs, arch: Architecture | None, pr
 
 
 def _need_arch(arch: Architecture | None) -> Architecture:
-    from ..lora.flux_index import is_flux
-    if arch is None or is_flux(arch):  # the plots' block tables are SD's
-        raise ParseError("block-weight plots need an SD1, SD2 or SDXL model (Flux LoRAs take block weights in "
-                         "their tags, not yet in plots)", "load an SD1/SD2/SDXL checkpoint")
+    if arch is None:  # Flux: the plots read 61-slot lists (FLUXALL, D00-D18, S00-S37; xy/blocks.py)
+        raise ParseError("block-weight plots need an SD1, SD2, SDXL or Flux model", "load an SD1/SD2/SDXL/Flux checkpoint")
     return arch
 
 

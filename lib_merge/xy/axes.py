@@ -111,7 +111,7 @@ class LoraContext:
 
     def __post_init__(self) -> None:
         if self.layout not in LAYOUTS:
-            raise ParseError(f"LoRA plot: no {self.layout}-value layout", "use 12, 17, 20 or 26")
+            raise ParseError(f"LoRA plot: no {self.layout}-value layout", "use 12, 17, 20, 26 or 61")
         if self.original is not None and len(self.original) != self.layout:
             raise ParseError(f"LoRA plot: Original Weights have {len(self.original)} values, "
                              f"the layout has {self.layout}", f"give {self.layout} values")

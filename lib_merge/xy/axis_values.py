@@ -73,8 +73,9 @@ def _weight_list(text: str, ctx: LoraContext, w: str) -> tuple[float, ...]:
         if n in user:
             return tuple(_entry_number(e, w) for e in user[n])
         fam = LAYOUTS[n].family
-        if default_values(body, fam) is not None:
-            return known_form(body, n)
+        vals = default_values(body, fam)
+        if vals is not None:
+            return tuple(vals) if fam == "flux" else known_form(body, n)  # Flux's presets: its 61 values
         have = " or ".join(str(k) for k in sorted(user))
         raise ParseError(f"{w}: preset {body!r} has {have} values, the plot's LoRA takes {n}",
                          f"add a line {body}:... with {n} values to your presets file")

@@ -16,11 +16,14 @@ from ..arch.blocks import SD1
 from ..errors import ParseError, suggest
 
 
-from ..lora.layouts import LAYOUTS, Layout  # noqa: E402  (torch-free: lora/__init__ is lazy)
+from ..arch.flux import FLUX1  # noqa: E402
+from ..lora.layouts import ALL_LAYOUTS as LAYOUTS, Layout  # noqa: E402  (torch-free: lora/__init__ is lazy)
 
-# every block name of every table, in weight-string order (SDXL's 20 are a subset of these 26)
-ORDER: dict[str, int] = {b: i for i, b in enumerate(SD1.blocks)}
-ALL_TOKENS = {f"{n}ALL": n for n in sorted(LAYOUTS)}  # 12ALL, 17ALL, 20ALL, 26ALL
+# every block name of every table, in weight-string order (SDXL's 20 are a subset of these 26); Flux's
+# 61 (CLIP, T5, IN, D00..D18, S00..S37, OUT) in a range of their own, so a range never spans both
+ORDER: dict[str, int] = {**{b: i for i, b in enumerate(SD1.blocks)}, **{b: 100 + i for i, b in enumerate(FLUX1.blocks)}}
+ALL_TOKENS = {f"{n}ALL": n for n in sorted(LAYOUTS)}  # 12ALL, 17ALL, 20ALL, 26ALL, 61ALL
+ALL_TOKENS["FLUXALL"] = 61  # LBW's name for every Flux slot
 
 
 @dataclass(frozen=True)
@@ -33,7 +36,7 @@ class BlockSet:
     def text(self) -> str:
         """Canonical text that parses back to the same selection: runs written as ranges."""
         if self.chosen == self.blocks and _is_layout(self.blocks):
-            return f"{len(self.blocks)}ALL"
+            return "FLUXALL" if len(self.blocks) == 61 else f"{len(self.blocks)}ALL"
         return _runs(self.blocks, self.chosen)
 
 
@@ -69,7 +72,8 @@ def _name(tok: str, blocks: Sequence[str], where: str, in_list: bool) -> str:
         raise ParseError(f"{where}: {up} is not one of these {len(blocks)} blocks ({', '.join(blocks)})",
                          f"use one of them, or a range such as {blocks[1]}-{blocks[-1]}")
     raise ParseError(f"{where}: unknown block {tok!r}{suggest(up, known)}",
-                     "block IDs are BASE, IN00..IN11, M00, OUT00..OUT11 (SDXL: up to IN08 / OUT08)")
+                     "block IDs are BASE, IN00..IN11, M00, OUT00..OUT11 (SDXL: up to IN08 / OUT08); "
+                     "Flux: CLIP, T5, IN, D00..D18, S00..S37, OUT")
 
 
 def select(text: str, blocks: Sequence[str], where: str) -> BlockSet:
@@ -116,7 +120,7 @@ def select(text: str, blocks: Sequence[str], where: str) -> BlockSet:
 def layout_of(count: int, where: str) -> Layout:
     if count not in LAYOUTS:
         raise ParseError(f"{where}: there is no {count}-block layout",
-                         "use 12 (SDXL LoRA), 17 (SD1/SD2 LoRA), 20 (SDXL full) or 26 (SD1/SD2 full)")
+                         "use 12 (SDXL LoRA), 17 (SD1/SD2 LoRA), 20 (SDXL full), 26 (SD1/SD2 full) or 61 (Flux)")
     return LAYOUTS[count]
 
 

@@ -35,7 +35,7 @@ from typing import Any, Sequence, Union
 
 from ..arch.blocks import Architecture
 from ..errors import ParseError
-from ..lora.layouts import LAYOUTS, counts_for, describe_counts
+from ..lora.layouts import ALL_LAYOUTS as LAYOUTS, counts_for, describe_counts
 from . import (AnalyzerSpec, Axis, AxisKind, AxisValue, Cell, LoraContext, LoraSettings, analyzer_spec,
                   apply_to_prompt, check_prompt, parse_axis, plan_cells)
 from .prompt import PLACEHOLDER, count_placeholders
@@ -139,7 +139,7 @@ def layout_for(choice: str, arch: Architecture) -> int:
     except ValueError:
         n = 0
     if n not in LAYOUTS:
-        raise ParseError(f"LoRA layout {choice!r} is not auto, 12, 17, 20 or 26", "pick auto unless you know the list length")
+        raise ParseError(f"LoRA layout {choice!r} is not auto, 12, 17, 20, 26 or 61", "pick auto unless you know the list length")
     check_layout(n, arch, f"LoRA layout {n}")
     return n
 
@@ -168,7 +168,7 @@ def resolve_value(text: str, arch: Architecture, presets: Any, where: str = "LoR
     error: ParseError | None = None
     for n in counts:
         if n not in LAYOUTS:
-            raise ParseError(f"{where} {body!r} has {n} values; a list needs 12, 17, 20 or 26",
+            raise ParseError(f"{where} {body!r} has {n} values; a list needs 12, 17, 20, 26 or 61",
                              f"give {describe_counts(arch)} values, BASE first, or a preset name")
         try:
             check_layout(n, arch, f"{where} {body!r}")
@@ -273,8 +273,9 @@ def build_plot(args: PlotArgs, arch: Architecture, presets: Any, prompt: str) ->
     check_prompt(prompt)
     if args.mode is Mode.ANALYZER:
         blocks = args.blocks.strip() or f"{layout_for(args.layout, arch)}ALL"
-        explicit = re.fullmatch(r"\s*(\d+)ALL\s*", blocks, re.IGNORECASE)
-        layout = int(explicit.group(1)) if explicit else layout_for(args.layout, arch)
+        explicit = re.fullmatch(r"\s*(\d+|FLUX)ALL\s*", blocks, re.IGNORECASE)
+        layout = (61 if explicit.group(1).upper() == "FLUX" else int(explicit.group(1))) if explicit \
+            else layout_for(args.layout, arch)
         spec = analyzer_spec(args.range, blocks, seeds=args.seeds, threshold=args.threshold, colour=args.colour,
                              swap=args.swap, layout=layout)
         check_layout(spec.layout.count, arch, f"Blocks {blocks!r}")
