@@ -288,3 +288,28 @@ def test_core_errors_are_the_merge_family(sdxl_trio, sd1_models):
         compare([sd1_models[0], paths[0]])
     with pytest.raises(ModelFileError):
         compare([paths[0], paths[0] + ".missing.ckpt"])
+
+
+def test_the_readme_example_command(tmp_path, capsys):
+    """`python docs/compare_example.py OUT.png` (the README's picture): a PNG, and the L2 numbers the
+    README quotes (≈ 1.41·w for a weight-sum weight w with an unrelated model)."""
+    import importlib.util
+    import os
+    spec = importlib.util.spec_from_file_location("compare_example", os.path.join(
+        os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs", "compare_example.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    out = tmp_path / "h.png"
+    assert mod.main(str(out)) == 0
+    img = Image.open(out)
+    assert img.format == "PNG" and img.size[0] > 800
+    table = capsys.readouterr().out
+    l2 = {ln.split()[0]: float(ln.split()[-1]) for ln in table.split("relative L2")[1].splitlines()[2:]
+          if ln[:1].isalpha() and ln.split()[0] != "total"}
+    weights = dict(zip(("BASE", *(f"IN{i:02d}" for i in range(9)), "M00", *(f"OUT{i:02d}" for i in range(9))),
+                       map(float, mod.WEIGHTS.split(","))))
+    for block, w in weights.items():
+        if w == 0:
+            assert l2[block] == 0.0
+        else:
+            assert l2[block] / w == pytest.approx(math.sqrt(2), rel=0.05), block
