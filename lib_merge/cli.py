@@ -234,7 +234,7 @@ def cmd_compare(args) -> int:
             raise MergeError(f"--heatmap folder {folder} does not exist", "create it or give another path")
     from .merge.compare import compare, format_table
     with tqdm_progress(args.quiet or args.json) as progress:
-        result = compare(args.models, progress=progress)
+        result = compare(args.models, progress=progress, key_map=args.key_map)
     if args.heatmap:  # before the table: `... | head` must not lose the picture
         from .xy.heatmap import draw_heatmap
         try:
@@ -331,6 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("models", nargs="+", metavar="MODEL", help="A B [C]: models of one architecture")
     cp.add_argument("--heatmap", metavar="OUT.png", help="also draw the heatmap into this PNG file")
     cp.add_argument("--json", action="store_true", help="print JSON instead of the tables")
+    cp.add_argument("--key-map", metavar="MAP.json", help="A is a pruned SDXL: read B and C through this map")
     cp.add_argument("--quiet", action="store_true", help="no progress bar")
     cp.set_defaults(func=cmd_compare)
 

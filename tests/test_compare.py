@@ -147,10 +147,14 @@ def test_pruned_against_full_notes_the_missing_keys(tmp_path, sdxl_trio):
     p = tmp_path / "pruned.safetensors"
     save_tensors(str(p), pruned)
     res = compare([str(p), paths[0]])
-    assert res.notes == [] and res.pairs[0].total.cosine == pytest.approx(1.0)
+    by_name = "transformer layers in pruned.safetensors but 10 in A.safetensors (a pruned SDXL such as SSD-1B or " \
+              "Vega): layers were compared by name; pass --key-map MAP.json to compare the layers they came from"
+    assert res.notes == [f"input_blocks.4.1.transformer_blocks has 1 {by_name}".replace("but 10", "but 2")]
+    assert res.pairs[0].total.cosine == pytest.approx(1.0)
     res = compare([paths[0], str(p)])
     missing = sum(1 for k in a if ".transformer_blocks.1." in k)
-    assert res.notes == [f"{missing} keys of A are not in B (pruned.safetensors) and are left out"]
+    assert res.notes[1:] == [f"{missing} keys of A are not in B (pruned.safetensors) and are left out"]
+    assert "compared by name" in res.notes[0]
 
 
 def test_flux_kinds(tmp_path):
@@ -313,3 +317,27 @@ def test_the_readme_example_command(tmp_path, capsys):
             assert l2[block] == 0.0
         else:
             assert l2[block] / w == pytest.approx(math.sqrt(2), rel=0.05), block
+
+
+def test_pruned_sdxl_through_a_key_map(tmp_path, capsys):
+    """A pruned SDXL against its base: by name the layers differ (a note says so); through the map each
+    surviving layer is compared with the base layer it came from (numpy over the known selection)."""
+    from tests.test_keymap import KEEP, P, prune
+    base = synth.state_dict("sdxl", seed=3)
+    pruned = prune(base)
+    a, b = str(tmp_path / "pruned.safetensors"), str(tmp_path / "base.safetensors")
+    save_tensors(a, pruned)
+    save_tensors(b, base)
+    res = compare([a, b])
+    assert any("layers were compared by name; pass --key-map" in n for n in res.notes)
+    assert main(["map", a, b, "-o", str(tmp_path / "m.json"), "--hash-cache", str(tmp_path / "h.json")]) == 0
+    capsys.readouterr()
+    res = compare([a, b], key_map=str(tmp_path / "m.json"))
+    assert res.notes == []
+    keys = [k for k in pruned if re.match(re.escape(P) + r"input_blocks\.7\.1\.transformer_blocks\.\d+\.attn1\.", k)]
+    x = np.concatenate([pruned[k].double().numpy().ravel() for k in keys])
+    src = [re.sub(r"transformer_blocks\.(\d+)\.", lambda m: f"transformer_blocks.{KEEP['input_blocks.7.1'][int(m.group(1))]}.", k)
+           for k in keys]
+    y = np.concatenate([base[k].double().numpy().ravel() for k in src])
+    want = float(x @ y / np.sqrt((x @ x) * (y @ y)))
+    assert res.pairs[0].cells[("IN07", "attn1")].cosine == pytest.approx(want, abs=1e-9) and want > 0.99

@@ -134,6 +134,16 @@ def _check_inputs(paths: list[str]) -> tuple[Any, list[dict]]:
     return a.arch, heads
 
 
+def _pruned_note(heads: list[dict], paths: list[str]) -> str | None:
+    """A pruned SDXL against a full one without a key map: same-named layers are not the same layers."""
+    from .keymap import require_same_layers
+    try:
+        require_same_layers(heads, [os.path.basename(p) for p in paths])
+    except MergeError as e:
+        return f"{e.problem}: layers were compared by name; pass --key-map MAP.json to compare the layers they came from"
+    return None
+
+
 def _row_of(arch, key: str) -> str | None:
     if arch.component(key) is Component.VAE:
         return VAE_ROW
@@ -146,11 +156,19 @@ def _read(src, key: str, buf: bytearray, first: int, count: int) -> torch.Tensor
     return src.read_tensor(key, memoryview(b""), first, count)
 
 
-def compare(paths: list[str], progress: Progress | None = None, cancel: CancelToken | None = None) -> Comparison:
-    """Compare A with B (and C): one streaming pass, sums per (block, kind) and pair."""
+def compare(paths: list[str], progress: Progress | None = None, cancel: CancelToken | None = None,
+            key_map: str | None = None) -> Comparison:
+    """Compare A with B (and C): one streaming pass, sums per (block, kind) and pair. With a key map
+    (A a pruned SDXL), B and C are read through it, as a merge does."""
     t0 = time.perf_counter()
     paths = list(paths)
     arch, heads = _check_inputs(paths)
+    km = None
+    if key_map:
+        from . import keymap
+        km = keymap.load(key_map)
+        heads = heads[:1] + [keymap.remap_names(h, km) for h in heads[1:]]
+    layer_note = _pruned_note(heads, paths) if km is None else None
     a_head = heads[0]
     pairs = [PairResult(f"A vs {LABELS[i]}") for i in range(1, len(paths))]
     plan: list[tuple[str, str, str, list[int]]] = []  # key, row, kind, indices of the others that have it
@@ -172,6 +190,8 @@ def compare(paths: list[str], progress: Progress | None = None, cancel: CancelTo
         if have:
             plan.append((key, row, kind_of(key, arch.id), have))
     sources = [open_model(p) for p in paths]
+    for s, h in zip(sources[1:], heads[1:]):
+        s.tensors = h  # through the key map (or the same header)
     widest = max((itemsize(h[k].dtype) for h in heads for k in h), default=4)
     bufs = [bytearray(CHUNK * widest) for _ in paths]
     total_elems = sum(a_head[k].numel for k, _, _, _ in plan) or 1
@@ -212,7 +232,7 @@ def compare(paths: list[str], progress: Progress | None = None, cancel: CancelTo
     row_order = (*arch.blocks, VAE_ROW)
     used_rows = {r for p in pairs for r, _ in p.cells}
     used_kinds = {k for p in pairs for _, k in p.cells}
-    notes = []
+    notes = [layer_note] if layer_note else []
     for i in range(1, len(paths)):
         if missing[i]:
             notes.append(f"{missing[i]} keys of A are not in {LABELS[i]} ({os.path.basename(paths[i])}) and are left out")
