@@ -196,6 +196,8 @@ def compare(paths: list[str], progress: Progress | None = None, cancel: CancelTo
     bufs = [bytearray(CHUNK * widest) for _ in paths]
     total_elems = sum(a_head[k].numel for k, _, _, _ in plan) or 1
     done = 0
+    threads_before = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the merge: measured on SD1.5 (2 cores, loaded box) 44 s vs 135 s wall
     try:
         for n, (key, row, kind, have) in enumerate(plan):
             if cancel is not None and cancel.cancelled:
@@ -227,6 +229,7 @@ def compare(paths: list[str], progress: Progress | None = None, cancel: CancelTo
                 p.rows.setdefault(row, Stats()).add(s)
                 p.total.add(s)
     finally:
+        torch.set_num_threads(threads_before)
         for s in sources:
             s.close()
     row_order = (*arch.blocks, VAE_ROW)
