@@ -188,3 +188,22 @@ def test_gguf_is_refused_naming_the_format(tmp_path):
     r = subprocess.run([sys.executable, "-m", "lib_merge", "merge", str(gguf), pb, "-o", str(tmp_path / "c.safetensors")],
                        capture_output=True, text=True)
     assert r.returncode != 0 and "GGUF quantised model" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_zero_size_tensors_first_or_alone_are_written(tmp_path):
+    """safetensors orders a file's data as its writer chose: Comfy's empty `scaled_fp8` marker can come
+    first. A scaled file whose marker leads, and a file of empty tensors only, both merge/save."""
+    from lib_merge.io.safetensors_io import SafetensorsReader
+    a = scaled_flux(1)
+    marker = U + "scaled_fp8"
+    lead = {marker: a.pop(marker), **a}
+    pa, pb = _files(tmp_path, lead, scaled_flux(2))
+    with SafetensorsReader(pa) as r:
+        assert next(iter(r.tensors)) == marker  # really first in the file
+    out = tmp_path / "o.safetensors"
+    merge(Recipe((pa, pb), alpha=0.5), str(out))
+    got = load_file(str(out))
+    assert got[marker].numel() == 0 and set(got) == set(lead)
+    empty = tmp_path / "empty.safetensors"
+    save_tensors(str(empty), {"0": torch.zeros(0), "1": torch.zeros(0, 3)})
+    assert {k: tuple(v.shape) for k, v in load_file(str(empty)).items()} == {"0": (0,), "1": (0, 3)}

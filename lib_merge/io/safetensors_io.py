@@ -215,9 +215,19 @@ class SafetensorsWriter:
         self._sizes = {k: offsets[k][1] - offsets[k][0] for k in self._order}
         self._i = 0
         self._left = self._sizes[self._order[0]] if self._order else 0
+        self._skip_empty()  # zero-size tensors first in the order (e.g. Comfy's `scaled_fp8` marker) have no bytes
+
+    def _skip_empty(self) -> None:
+        while self._left == 0 and self._i < len(self._order):
+            self._i += 1
+            if self._i < len(self._order):
+                self._left = self._sizes[self._order[self._i]]
 
     def write(self, key: str, data) -> None:
-        """Append bytes (or a contiguous tensor) that belong to `key`; a key may come in several parts."""
+        """Append bytes (or a contiguous tensor) that belong to `key`; a key may come in several parts.
+        Zero-size tensors need no write (nothing to append); writing one is a no-op."""
+        if key in self._sizes and self._sizes[key] == 0:
+            return
         if self._i >= len(self._order) or key != self._order[self._i]:
             expected = self._order[self._i] if self._i < len(self._order) else "nothing"
             raise RuntimeError(f"writer got {key!r} but expected {expected!r}")
@@ -226,10 +236,7 @@ class SafetensorsWriter:
             raise RuntimeError(f"too many bytes for {key!r}")
         self._f.write(mv)
         self._left -= len(mv)
-        while self._left == 0 and self._i < len(self._order):
-            self._i += 1
-            if self._i < len(self._order):
-                self._left = self._sizes[self._order[self._i]]
+        self._skip_empty()
 
     def finish(self) -> None:
         if self._i != len(self._order):
