@@ -350,3 +350,25 @@ def test_flux_lora_block_weights_on_neo(neo, fmt):
     on = [k for k in exp if ".single_blocks.1." in k]
     assert off and all(torch.equal(live[k], sd[k]) for k in off)
     assert on and all(not torch.equal(live[k], sd[k]) for k in on)
+
+
+# ---- the webui's temporary images folder -------------------------------------------------------------------
+def test_neo_temp_folder_for_gradio_images_exists_after_start_up(neo):
+    """Neo saves each image a Gradio output returns into opts.temp_dir (<webui>/tmp by default) and creates
+    that folder only when the setting changes (modules/ui_tempdir.py save_pil_to_file / on_tmpdir_changed,
+    read in ivanuser/stable-diffusion-webui-Nukem neo c24dc1c2). In a real build of it the tab's first image
+    failed with FileNotFoundError until the extension made the folder at start-up."""
+    folder = neo.shared.opts.temp_dir
+    assert folder and not os.path.exists(folder)
+    neo.load_scripts()
+    assert os.path.isdir(folder)
+
+
+def test_temp_folder_that_cannot_be_made_is_one_warning(neo, caplog, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    neo.shared.opts.data["temp_dir"] = str(blocker / "tmp")
+    from lib_merge.webui.tab import ensure_image_temp_dir
+    with caplog.at_level(logging.WARNING, logger="lib_merge"):
+        ensure_image_temp_dir()
+    assert [r.levelno for r in caplog.records] == [logging.WARNING] and "Fix:" in caplog.records[0].getMessage()

@@ -6,6 +6,7 @@ support), the webui still gets a tab, saying what is missing, instead of a trace
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 from ..errors import MergeError
@@ -43,10 +44,32 @@ def on_ui_tabs() -> list[tuple[Any, str, str]]:
     return [(tab, TAB_TITLE, TAB_ID)]
 
 
+def ensure_image_temp_dir() -> None:
+    """Create the webui's folder for temporary images if it is set and missing. Forge Neo saves every
+    image a Gradio output returns there (modules/ui_tempdir.py save_pil_to_file: `tempfile` in
+    opts.temp_dir, default `<webui>/tmp`, created only when the setting is changed), so on a fresh
+    install the tab's first image (Compare heatmap, Merge and generate) failed with FileNotFoundError
+    (seen in a real Neo build, ivanuser/stable-diffusion-webui-Nukem neo c24dc1c2). A1111 and Forge
+    default to "" (the system temp folder): nothing to do there."""
+    try:
+        from modules import shared
+        path = getattr(shared.opts, "temp_dir", "") or ""
+    except Exception:  # noqa: BLE001 - no webui options: nothing to prepare
+        return
+    if not isinstance(path, str) or not path:
+        return
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as e:
+        log.warning("BlockMerge: cannot create the webui's temporary images folder %s (%s). Fix: set Settings → "
+                    "Directory for temporary images to a writable folder", path, e.strerror)
+
+
 def register_callbacks(script_callbacks: Any) -> None:
     """Called from scripts/blockmerge_tab.py: the same function objects, removed first."""
     from . import settings
     from .detect import detect
+    ensure_image_temp_dir()
     remove = getattr(script_callbacks, "remove_callbacks_for_function", None)
     hooks: tuple = ((script_callbacks.on_ui_tabs, on_ui_tabs),)
     if detect().supported:  # otherwise the tab only says why (startup.py)

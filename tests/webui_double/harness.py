@@ -56,6 +56,8 @@ class Webui:
         os.environ["WEBUI_DOUBLE_DATA"] = self.tmp
         sys.path[:0] = ROOTS[self.flavor]
         self.shared = importlib.import_module("modules.shared")
+        if self.flavor == "neo":  # Neo's modules/shared_options.py: temp_dir defaults to <data_path>/tmp, not created
+            self.shared.opts.data["temp_dir"] = os.path.join(self.tmp, "tmp")
         self.sd_models = importlib.import_module("modules.sd_models")
         self.processing = importlib.import_module("modules.processing")
         self.scripts = importlib.import_module("modules.scripts")

@@ -49,6 +49,7 @@ opts = Options({
     "outdir_grids": "", "outdir_txt2img_grids": "out/grids", "hires_fix_use_firstpass_conds": False,
     "sd_lora": "None", "lora_add_hashes_to_infotext": True, "extra_networks_default_multiplier": 1.0,
     "grid_save": True, "grid_format": "png", "samples_format": "png",
+    "temp_dir": "",  # A1111 1.10 / Forge modules/shared_options.py: "" = the system temp folder (Neo: see harness)
 })
 cmd_opts = types.SimpleNamespace(ckpt_dir=None, data_dir=paths_internal.data_path, lora_dir=None, ckpt=None)
 
