@@ -7,8 +7,8 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 ARCHS = {"sd15": ("sd1", "SD1.5"), "sdxl": ("sdxl", "SDXL")}
-# Issue 12's Flux row (2 × 23.8 GB bf16 in, disk permitting): `--arch flux` runs it once
-# lib_merge.arch.layouts has a flux table (NEO_FLUX.md); until then it says so and is skipped.
+# Issue 12/15's Flux row: `--arch flux --mode weight_sum first_merge` (2 × 11.9 GB fp8 Flux.1 dev
+# transformers from bench_flux_inputs.py, 11.9 GB out: ~36 GB of disk). Not in the default run.
 OPTIONAL_ARCHS = {"flux": ("flux", "Flux")}
 ALPHA = 0.5
 BETA = 0.25

@@ -15,6 +15,9 @@ GEN_CHUNK = 1 << 22  # elements per randn chunk when generating (16 MiB float32)
 
 def entries_of(arch: str) -> list[tuple[str, str, tuple[int, ...]]]:
     """(key, dtype name, shape) of every tensor of a real-size checkpoint, in table order."""
+    if arch == "flux":  # Flux.1 dev transformer-only, fp8 (2 x 11.9 GB): what people merge (NEO_FLUX.md)
+        from bench_flux_inputs import entries
+        return entries(19, 38, "fp8")
     sys_path()
     from lib_merge.arch import layouts
     from bench_common import OPTIONAL_ARCHS
@@ -23,6 +26,8 @@ def entries_of(arch: str) -> list[tuple[str, str, tuple[int, ...]]]:
 
 
 def gen_metadata(arch: str, seed: int) -> dict[str, str]:
+    if arch == "flux":
+        return {"format": "pt", "blockmerge_bench": f"random fp8 flux dev 19x38 seed {seed}"}
     return {"format": "pt", "blockmerge_bench": f"random fp16 {arch} seed {seed}"}
 
 
@@ -36,6 +41,10 @@ def expected_size(arch: str, seed: int) -> int:
 
 def generate(arch: str, seed: int, path: str) -> None:
     """Write one random checkpoint, tensor by tensor, with two reused chunk buffers."""
+    if arch == "flux":
+        from bench_flux_inputs import generate as generate_flux
+        generate_flux(path, entries_of(arch), gen_metadata(arch, seed), seed)
+        return
     sys_path()
     import torch
     from lib_merge.io.safetensors_io import SafetensorsWriter

@@ -16,6 +16,7 @@ import torch
 
 from ..errors import ModelFileError
 from .header_check import check_entry, check_layout, check_metadata
+from .writeback import Writeback, file_descriptor
 
 DTYPES: dict[str, torch.dtype] = {
     "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
@@ -211,6 +212,8 @@ class SafetensorsWriter:
         head, offsets = header_bytes(entries, metadata, header_size)
         self.header_len = len(head)
         f.write(head)
+        self._pos = len(head)
+        self._writeback = Writeback(file_descriptor(f), 0)
         self._order = [k for k, _, _ in entries]
         self._sizes = {k: offsets[k][1] - offsets[k][0] for k in self._order}
         self._i = 0
@@ -235,6 +238,8 @@ class SafetensorsWriter:
         if len(mv) > self._left:
             raise RuntimeError(f"too many bytes for {key!r}")
         self._f.write(mv)
+        self._pos += len(mv)
+        self._writeback.advance(self._pos)
         self._left -= len(mv)
         self._skip_empty()
 

@@ -354,8 +354,15 @@ class _Compute:
         # a convex combination of inputs of the output's own 16-bit dtype cannot overflow it (the
         # float32 math has ample headroom over float16/bfloat16): the NaN/inf pass would find
         # nothing the inputs did not have, and it cost ~15% of the math (measured, issue 12)
-        check = not (out.dtype in (torch.float16, torch.bfloat16) and all(t.dtype == out.dtype for t in ts)
-                     and method.convex(w))
+        native = (out.dtype in (torch.float16, torch.bfloat16) and all(t.dtype == out.dtype for t in ts)
+                  and not any(job.kp.scales))
+        check = not (native and method.convex(w))
+        # inputs already in the output's 16-bit dtype: one fused kernel over the whole chunk where the
+        # method has one (no float32 scratch: the chunk is read once and written once)
+        if native and method.merge_native(*ts, *pad, w, ctx, out):
+            if check:
+                finite_or_stop(job.kp.key, out, ts)
+            return
         for s in range(0, job.count, SLICE):
             m = min(SLICE, job.count - s)
             xs = [x[:m] for x in self.scratch[:len(ts)]]

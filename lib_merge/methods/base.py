@@ -41,6 +41,15 @@ class MergeMethod:
     def merge(self, a: Tensor, b: Tensor | None, c: Tensor | None, w: Weights, ctx: KeyContext) -> Tensor:
         raise NotImplementedError
 
+    def merge_native(self, a: Tensor, b: Tensor | None, c: Tensor | None, w: Weights, ctx: KeyContext,
+                     out: Tensor) -> bool:
+        """Optional fast path: the same result as `merge` followed by the cast to `out.dtype`, computed
+        straight from inputs of out's own 16-bit dtype (flat chunks) by one torch kernel that works in
+        float32 and rounds once, as `merge` + cast do. True if done; False: the engine converts to
+        float32 and calls `merge`. Only for ops whose reduced-precision CPU kernel is checked bit for
+        bit against the float32 path (tests/test_native_path.py, on the webuis' torch versions)."""
+        return False
+
     def convex(self, w: Weights) -> bool:
         """True when, with these weights, every output element is a convex combination of the inputs'
         elements (or a shrink of A's): it lies between them, so it cannot overflow a dtype they all

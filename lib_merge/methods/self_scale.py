@@ -5,6 +5,8 @@ lines say otherwise.
 """
 from __future__ import annotations
 
+import torch
+
 from .base import KeyContext, MergeMethod, Tensor, Weights, register
 
 # Output projections and norms set the scale of everything downstream; scaling them breaks the model
@@ -28,3 +30,12 @@ class SelfScale(MergeMethod):
         if w.alpha == 0 or any(part in ctx.key for part in NEVER_SCALED):
             return a
         return a.mul_(w.alpha)
+
+    def merge_native(self, a: Tensor, b: Tensor | None, c: Tensor | None, w: Weights, ctx: KeyContext,
+                     out: Tensor) -> bool:
+        # torch's Half/BFloat16 multiply by a scalar works in float32 and rounds once, as merge + cast
+        if w.alpha == 0 or any(part in ctx.key for part in NEVER_SCALED):
+            out.copy_(a)
+        else:
+            torch.mul(a, w.alpha, out=out)
+        return True

@@ -20,3 +20,10 @@ class WeightSum(MergeMethod):
         assert b is not None
         # lerp is one pass with one rounding, written straight into the engine's scratch buffer
         return torch.lerp(a, b, w.alpha, out=a)
+
+    def merge_native(self, a: Tensor, b: Tensor | None, c: Tensor | None, w: Weights, ctx: KeyContext,
+                     out: Tensor) -> bool:
+        # torch's Half/BFloat16 lerp (CPU) upcasts to float32, lerps and rounds once: the same bits
+        # as the float32 lerp + cast (checked on torch 2.1.2 and 2.13), in one pass instead of four
+        torch.lerp(a, b, w.alpha, out=out)
+        return True
