@@ -14,18 +14,22 @@ import os
 import queue
 import threading
 from dataclasses import dataclass
-from typing import Any, MutableMapping
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from .engine_types import CancelToken, Progress
 from ..errors import Cancelled, MergeError
 from ..io.models import ModelSource
-from ..io.safetensors_io import DTYPES, SafetensorsReader, SafetensorsWriter, itemsize
+from ..io.safetensors_io import DTYPES, SafetensorsReader, itemsize
 from ..methods import KeyContext, MergeMethod
 from ..methods.finite import finite_or_stop
 from .plan import KeyPlan, MergePlan
 from .scaled import read_scales
+from .sinks import DictSink, FileSink  # noqa: F401  (the engine's sinks, here for callers)
+
+if TYPE_CHECKING:
+    from .cosine_stats import CosineStats
 
 CHUNK = 1 << 21  # elements per read (8 MiB of fp32)
 SLICE = 1 << 18  # elements per convert/merge/cast step
@@ -66,52 +70,32 @@ def _get(q: queue.Queue, stop: threading.Event) -> Any:
             pass
 
 
+def row_step(kp: KeyPlan, elements: int) -> int:
+    """Elements in a chunk of about `elements` made of whole rows of the key (columnwise methods)."""
+    ncols = math.prod(kp.shape[1:]) if kp.shape else 1
+    return max(1, elements // max(ncols, 1)) * ncols
+
+
 def jobs_for(plan: MergePlan) -> list[Job]:
     jobs: list[Job] = []
     elementwise = plan.method.elementwise
+    # columnwise (cosine): given each column's k from the first pass, merged in chunks of whole rows
+    rows = plan.method.columnwise and torch.device(plan.recipe.device).type == "cpu"
     for kp in plan.keys:
         numel = math.prod(kp.shape)
+        by_rows = rows and kp.merge and kp.channels is None and not kp.adjust
         # whole: the shape matters (non-elementwise methods, inpainting channels, adjust); anything
         # else goes through the cache-sized slices, however small it is
-        whole = (kp.merge and (not elementwise or kp.channels is not None)) or kp.adjust or kp.rescale
-        if whole or numel <= CHUNK:
+        whole = (kp.merge and not by_rows and (not elementwise or kp.channels is not None)) or kp.adjust or kp.rescale
+        step = row_step(kp, CHUNK) if by_rows else CHUNK
+        if whole or numel <= step:
             jobs.append(Job(kp, 0, numel, whole))
         else:
-            jobs.extend(Job(kp, s, min(CHUNK, numel - s), False) for s in range(0, numel, CHUNK))
+            jobs.extend(Job(kp, s, min(step, numel - s), False) for s in range(0, numel, step))
     return jobs
 
 
-class FileSink:
-    def __init__(self, writer: SafetensorsWriter):
-        self.writer = writer
-
-    def put(self, job: Job, data: torch.Tensor) -> None:  # data: the bytes of the output dtype
-        if data.numel():
-            self.writer.write(job.kp.key, data)
-
-
-class DictSink:
-    """Fills a dict. A tensor already under a key with the right shape and dtype (a previous merge
-    into the same dict, as XY plots do) is overwritten in place: repeated merges reuse one model's
-    memory instead of allocating a new one each time."""
-
-    def __init__(self, sd: MutableMapping[str, torch.Tensor]):
-        self.sd = sd
-
-    def put(self, job: Job, data: torch.Tensor) -> None:
-        kp = job.kp
-        dtype = DTYPES[kp.out_dtype]
-        if job.first == 0:
-            old = self.sd.get(kp.key)
-            reuse = (isinstance(old, torch.Tensor) and old.shape == kp.shape and old.dtype == dtype
-                     and old.device.type == "cpu" and old.is_contiguous())
-            # assigned even when reused, so a dict that tracks what a merge wrote sees every key
-            self.sd[kp.key] = old if reuse else torch.empty(kp.shape, dtype=dtype)
-        if data.numel():
-            self.sd[kp.key].view(-1)[job.first:job.first + job.count].copy_(data.view(dtype))
-
-
-def _read_into(src: ModelSource, key: str, buf: torch.Tensor, first: int, count: int) -> torch.Tensor:
+def read_into(src: ModelSource, key: str, buf: torch.Tensor, first: int, count: int) -> torch.Tensor:
     """A flat tensor of the source's dtype with elements [first, first+count) of key, in buf if possible."""
     if isinstance(src, SafetensorsReader):
         return src.read_tensor(key, memoryview(buf.numpy()), first, count)
@@ -165,7 +149,7 @@ class _Pool:
             self.q.put(buf)
 
 
-def run(plan: MergePlan, sources: list[ModelSource], sink, stats: tuple[float, float] | None,
+def run(plan: MergePlan, sources: list[ModelSource], sink, stats: "CosineStats | None",
         progress: Progress | None, cancel: CancelToken | None) -> None:
     jobs = jobs_for(plan)
     n = len(sources)
@@ -191,7 +175,7 @@ def run(plan: MergePlan, sources: list[ModelSource], sink, stats: tuple[float, f
                 if not kp.merge and not kp.adjust and src_a.tensors[kp.key].dtype == kp.out_dtype:
                     nbytes = job.count * itemsize(kp.out_dtype)
                     ob, pooled = out_pool.take(nbytes, stop)
-                    t = _read_into(src_a, kp.key, ob, job.first, job.count)
+                    t = read_into(src_a, kp.key, ob, job.first, job.count)
                     if t.data_ptr() != ob.data_ptr() and t.numel():  # in-memory source: copy its bytes
                         ob[:nbytes].view(t.dtype).copy_(t)
                     if drop_behind:
@@ -205,7 +189,7 @@ def run(plan: MergePlan, sources: list[ModelSource], sink, stats: tuple[float, f
                     count = info.numel if job.whole else job.count
                     buf, pooled = raw_pool.take(count * itemsize(info.dtype), stop)
                     bufs.append((buf, pooled))
-                    t = _read_into(s, kp.key, buf, job.first, count)
+                    t = read_into(s, kp.key, buf, job.first, count)
                     ts.append(t.reshape(info.shape) if job.whole else t)
                 if drop_behind:
                     _drop(sources, job)
@@ -284,7 +268,7 @@ def run(plan: MergePlan, sources: list[ModelSource], sink, stats: tuple[float, f
 class _Compute:
     """Turns one job's input tensors (source dtypes) into its output (out dtype), in place."""
 
-    def __init__(self, plan: MergePlan, n: int, stats: tuple[float, float] | None,
+    def __init__(self, plan: MergePlan, n: int, stats: "CosineStats | None",
                  scales: list[dict[str, float]] | None = None):
         self.scales = scales or [{}] * n  # fp8 scaled inputs: {scale key: value} per source
         self.new_scales: dict[str, float] = {}  # weight key -> the scale its fp8 output was written with
@@ -292,8 +276,23 @@ class _Compute:
         self.arch_id = plan.arch.id
         self.adjust = plan.adjust
         self.device = torch.device(plan.recipe.device)
-        self.lo, self.hi = stats if stats else (None, None)
+        self.lo, self.hi = (stats.lo, stats.hi) if stats else (None, None)
+        self.columns = stats.s if stats else {}  # columnwise methods: each merged key's s
+        self._ctx: KeyContext | None = None
         self.scratch = [torch.empty(SLICE, dtype=torch.float32) for _ in range(n)]
+
+    def context(self, kp: KeyPlan) -> KeyContext:
+        """The key's context; for a columnwise method its per-column factor, worked out once per key
+        (a key's jobs come one after another)."""
+        if self._ctx is not None and self._ctx.key == kp.key:
+            return self._ctx
+        ctx = KeyContext(kp.key, self.lo, self.hi)
+        s = self.columns.get(kp.key)
+        if s is not None and self.method.columnwise:
+            k = self.method.column_factor(s, kp.weights, ctx)
+            ctx = KeyContext(kp.key, self.lo, self.hi, k.to(self.device))
+        self._ctx = ctx
+        return ctx
 
     def __call__(self, job: Job, ts: list[torch.Tensor], out: torch.Tensor) -> None:
         kp = job.kp
@@ -305,11 +304,12 @@ class _Compute:
             if out.dtype != ts[0].dtype:  # a cast can overflow (fp32 past 65504 to fp16)
                 finite_or_stop(kp.key, out, ts[:1])
             return
-        ctx = KeyContext(kp.key, self.lo, self.hi)
+        ctx = self.context(kp)
         if not job.whole and self.device.type == "cpu":
             self._slices(job, ts, out, ctx)
             return
-        if kp.rescale and self.method.elementwise and kp.channels is None and not kp.adjust \
+        by_rows = self.method.columnwise and ctx.column is not None
+        if kp.rescale and (self.method.elementwise or by_rows) and kp.channels is None and not kp.adjust \
                 and self.device.type == "cpu":
             self._rescaled(job, [t.reshape(-1) for t in ts], out, ctx)
             return
@@ -363,15 +363,22 @@ class _Compute:
             if check:
                 finite_or_stop(job.kp.key, out, ts)
             return
-        for s in range(0, job.count, SLICE):
-            m = min(SLICE, job.count - s)
+        step, rows = SLICE, None
+        if ctx.column is not None:  # columnwise: slices of whole rows, shaped so k broadcasts over them
+            step, rows = row_step(job.kp, SLICE), job.kp.shape[1:]
+            if step > self.scratch[0].numel():  # one row longer than a slice: rare, grown once
+                self.scratch = [torch.empty(step, dtype=torch.float32) for _ in self.scratch]
+        for s in range(0, job.count, step):
+            m = min(step, job.count - s)
             xs = [x[:m] for x in self.scratch[:len(ts)]]
             for x, t in zip(xs, ts):
                 x.copy_(t[s:s + m])
             for i, sk in enumerate(job.kp.scales):
                 if sk:
                     xs[i].mul_(self.scales[i][sk])
-            out[s:s + m].copy_(fit(method.merge(*xs, *pad, w, ctx), out.dtype))
+            if rows is not None:
+                xs = [x.view(-1, *rows) for x in xs]
+            out[s:s + m].copy_(fit(method.merge(*xs, *pad, w, ctx).reshape(-1), out.dtype))
             if check:
                 finite_or_stop(job.kp.key, out[s:s + m], [t[s:s + m] for t in ts])
 

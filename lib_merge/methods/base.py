@@ -28,6 +28,9 @@ class KeyContext:
     key: str
     lo: float | None = None  # 1st percentile of all statistics
     hi: float | None = None  # 99th percentile
+    # columnwise methods: this key's factor per column (shape[1:]) from `column_factor`, computed once
+    # from the first pass; None: the method works it out from the whole tensors it is given
+    column: Tensor | None = None
 
 
 class MergeMethod:
@@ -37,6 +40,8 @@ class MergeMethod:
     n_models: ClassVar[int]  # 1, 2 or 3
     elementwise: ClassVar[bool] = True  # may be applied to flat chunks of a tensor independently
     needs_stats: ClassVar[bool] = False  # wants a first pass: stat() per key, then merge()
+    # given ctx.column, merge() is elementwise along dim 0: it may see row chunks (rows, *shape[1:])
+    columnwise: ClassVar[bool] = False
 
     def merge(self, a: Tensor, b: Tensor | None, c: Tensor | None, w: Weights, ctx: KeyContext) -> Tensor:
         raise NotImplementedError
@@ -64,6 +69,12 @@ class MergeMethod:
     def stat(self, a: Tensor, b: Tensor) -> Tensor:
         """First-pass samples of one key, a 1-D float32 tensor (only for needs_stats methods); the
         engine pools every key's samples and passes their 1st/99th percentiles as ctx.lo / ctx.hi."""
+        raise NotImplementedError
+
+
+    def column_factor(self, s: Tensor, w: Weights, ctx: KeyContext) -> Tensor:
+        """Per-column factor of one key (columnwise methods) from its first-pass similarity s
+        (shape[1:]) and the pooled ctx.lo / ctx.hi; handed back to merge() as ctx.column."""
         raise NotImplementedError
 
 
