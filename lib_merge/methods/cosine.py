@@ -107,6 +107,9 @@ class _Cosine(MergeMethod):
     def offset(self, alpha: float) -> float:
         raise NotImplementedError
 
+    def convex(self, w: Weights) -> bool:
+        return True  # B + k·(A - B) with every k in [0, 1]
+
     def column_factor(self, s: Tensor, w: Weights, ctx: KeyContext) -> Tensor:
         """k per column from s (float32, shape[1:])."""
         if ctx.lo is None or ctx.hi is None:
