@@ -284,15 +284,13 @@ class _Compute:
     def context(self, kp: KeyPlan) -> KeyContext:
         """The key's context; for a columnwise method its per-column factor, worked out once per key
         (a key's jobs come one after another)."""
-        if self._ctx is not None and self._ctx.key == kp.key:
-            return self._ctx
-        ctx = KeyContext(kp.key, self.lo, self.hi)
-        s = self.columns.get(kp.key)
-        if s is not None and self.method.columnwise:
-            k = self.method.column_factor(s, kp.weights, ctx)
-            ctx = KeyContext(kp.key, self.lo, self.hi, k.to(self.device))
-        self._ctx = ctx
-        return ctx
+        if self._ctx is None or self._ctx.key != kp.key:
+            ctx, s = KeyContext(kp.key, self.lo, self.hi), self.columns.get(kp.key)
+            if s is not None and self.method.columnwise:
+                k = self.method.column_factor(s, kp.weights, ctx)
+                ctx = KeyContext(kp.key, self.lo, self.hi, k.to(self.device))
+            self._ctx = ctx
+        return self._ctx
 
     def __call__(self, job: Job, ts: list[torch.Tensor], out: torch.Tensor) -> None:
         kp = job.kp
