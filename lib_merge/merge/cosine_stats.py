@@ -19,6 +19,8 @@ float per column) is kept for the merge pass, which then needs no whole tensor e
 from __future__ import annotations
 
 import math
+import queue
+import threading
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -30,7 +32,7 @@ from ..io.safetensors_io import SafetensorsReader, itemsize
 from ..methods.cosine import ColumnSums, rows_per_chunk
 from .engine_types import CancelToken, Progress
 from . import pipeline
-from .pipeline import read_into
+from .pipeline import _get, _Pool, _put, _Stop, read_into  # the merge pass's own thread plumbing
 from .plan import MergePlan
 from .scaled import read_scales
 
@@ -73,51 +75,122 @@ def _ncols(shape: tuple[int, ...]) -> int:
     return math.prod(shape[1:]) if shape else 1
 
 
+@dataclass
+class _Layout:
+    """How one key is read and summed: row chunks of both inputs, their shared column block."""
+    key: str
+    channels: int | None
+    rows: int
+    ncols: list[int]  # per input (inpainting first convs differ)
+    inner: list[int]  # elements per input channel (channels) or per column
+    width: int  # columns summed
+    mults: list[float | None]  # fp8 scaled inputs: the weight's scale
+
+    @property
+    def read_rows(self) -> int:
+        return rows_per_chunk(max(self.ncols), pipeline.CHUNK)
+
+    @property
+    def slice_rows(self) -> int:
+        return rows_per_chunk(max(self.ncols), pipeline.SLICE)
+
+
 class _Summer:
-    """Reads one key of A and B in row chunks (reused buffers) and returns its ColumnSums."""
+    """Sums each key of A and B: a reader thread reads row chunks into pooled buffers (positioned
+    reads; the next key's range is prefetched), this thread converts and sums them in cache-sized
+    slices into ColumnSums."""
 
     def __init__(self, sources: list[ModelSource], scales: list[dict[str, float]], scale_of: list[dict[str, str]]):
         self.sources, self.scales, self.scale_of = sources, scales, scale_of
-        self.raw = [torch.empty(pipeline.CHUNK * 4, dtype=torch.uint8) for _ in sources]
+        self.pools = [_Pool(pipeline.DEPTH + 1, pipeline.CHUNK * 4) for _ in sources]
         self.f32 = [torch.empty(pipeline.SLICE, dtype=torch.float32) for _ in range(3)]
 
-    def _buf(self, i: int, n: int, nbytes: bool) -> torch.Tensor:
-        bufs = self.raw if nbytes else self.f32
-        if bufs[i].numel() < n:  # one row longer than a chunk: rare, grown once
-            bufs[i] = torch.empty(n, dtype=bufs[i].dtype)
-        return bufs[i]
-
-    def sums(self, key: str, channels: int | None) -> ColumnSums:
+    def layout(self, key: str, channels: int | None) -> _Layout:
         infos = [s.tensors[key] for s in self.sources]
-        rows = infos[0].shape[0] if infos[0].shape else 1
         ncols = [_ncols(i.shape) for i in infos]
-        # the column block both inputs share: all of a column, or the first input channels
         inner = [n // i.shape[1] if channels is not None else n for n, i in zip(ncols, infos)]
-        width = channels * inner[0] if channels is not None else ncols[0]
-        sums = ColumnSums(width)
-        read_rows = rows_per_chunk(max(ncols), pipeline.CHUNK)
-        slice_rows = rows_per_chunk(max(ncols), pipeline.SLICE)
         mults = [self.scales[i][self.scale_of[i][key]] if key in self.scale_of[i] else None for i in range(2)]
-        for r0 in range(0, rows, read_rows):
-            r = min(read_rows, rows - r0)
-            ts = []
-            for i, (src, info, n) in enumerate(zip(self.sources, infos, ncols)):
-                buf = self._buf(i, r * n * itemsize(info.dtype), True)
-                ts.append(read_into(src, key, buf, r0 * n, r * n))
-            for q0 in range(0, r, slice_rows):
-                q = min(slice_rows, r - q0)
-                xs = []
-                for i, (t, n) in enumerate(zip(ts, ncols)):
-                    x = self._buf(i, q * n, False)[:q * n]
-                    x.copy_(t[q0 * n:(q0 + q) * n])
-                    if mults[i] is not None:
-                        x.mul_(mults[i])
-                    x = x.view(q, n)
-                    if channels is not None:  # inpainting first conv: the shared input channels
-                        x = x.view(q, -1, inner[i])[:, :channels].reshape(q, width)
-                    xs.append(x)
-                sums.add(xs[0], xs[1], self._buf(2, q * width, False))
-        return sums
+        return _Layout(key, channels, infos[0].shape[0] if infos[0].shape else 1, ncols, inner,
+                       channels * inner[0] if channels is not None else ncols[0], mults)
+
+    def _f32(self, i: int, n: int) -> torch.Tensor:
+        if self.f32[i].numel() < n:  # one row longer than a slice: rare, grown once
+            self.f32[i] = torch.empty(n, dtype=torch.float32)
+        return self.f32[i][:n]
+
+    def read(self, keys: list[tuple[str, int | None]], q: queue.Queue, stop: threading.Event,
+             errors: list[BaseException]) -> None:
+        """The reader thread: per key ("key", layout), then ("rows", r, tensors, buffers) per chunk."""
+        try:
+            for i, (key, ch) in enumerate(keys):
+                if i + 1 < len(keys):  # cold caches: the next key's reads start while this one is summed
+                    for src in self.sources:
+                        if isinstance(src, SafetensorsReader):
+                            src.prefetch(keys[i + 1][0])
+                lay = self.layout(key, ch)
+                _put(q, ("key", lay), stop)
+                for r0 in range(0, lay.rows, lay.read_rows):
+                    r = min(lay.read_rows, lay.rows - r0)
+                    ts, bufs = [], []
+                    for pool, src, n in zip(self.pools, self.sources, lay.ncols):
+                        buf, pooled = pool.take(r * n * itemsize(src.tensors[key].dtype), stop)
+                        bufs.append((pool, buf, pooled))
+                        ts.append(read_into(src, key, buf, r0 * n, r * n))
+                    _put(q, ("rows", r, ts, bufs), stop)
+            _put(q, None, stop)
+        except _Stop:
+            pass
+        except BaseException as e:  # handed to the summing thread
+            errors.append(e)
+            stop.set()
+
+    def add(self, lay: _Layout, sums: ColumnSums, r: int, ts: list[torch.Tensor]) -> None:
+        q_rows, width = lay.slice_rows, lay.width
+        for q0 in range(0, r, q_rows):
+            q = min(q_rows, r - q0)
+            xs = []
+            for i, (t, n) in enumerate(zip(ts, lay.ncols)):
+                x = self._f32(i, q * n)
+                x.copy_(t[q0 * n:(q0 + q) * n])
+                if lay.mults[i] is not None:
+                    x.mul_(lay.mults[i])
+                x = x.view(q, n)
+                if lay.channels is not None:  # inpainting first conv: the shared input channels
+                    x = x.view(q, -1, lay.inner[i])[:, :lay.channels].reshape(q, width)
+                xs.append(x)
+            sums.add(xs[0], xs[1], self._f32(2, q * width))
+
+    def each(self, keys: list[tuple[str, int | None]], cancel: CancelToken | None):
+        """(key, ColumnSums) for every key, in order."""
+        q: queue.Queue = queue.Queue(pipeline.DEPTH)
+        stop, errors = threading.Event(), []
+        thread = threading.Thread(target=self.read, args=(keys, q, stop, errors), name="cosine-reader", daemon=True)
+        thread.start()
+        lay, sums = None, None
+        try:
+            while True:
+                if cancel is not None and cancel.cancelled:
+                    raise Cancelled()
+                item = _get(q, stop)
+                if item is None or item[0] == "key":
+                    if lay is not None:
+                        yield lay.key, sums
+                    if item is None:
+                        break
+                    lay = item[1]
+                    sums = ColumnSums(lay.width)
+                    continue
+                _, r, ts, bufs = item
+                self.add(lay, sums, r, ts)
+                for pool, buf, pooled in bufs:
+                    pool.give(buf, pooled)
+        except _Stop:
+            pass
+        finally:
+            stop.set()
+            thread.join()
+        if errors:
+            raise errors[0]
 
 
 def cosine_range(plan: MergePlan, sources: list[ModelSource], progress: Progress | None,
@@ -133,18 +206,11 @@ def cosine_range(plan: MergePlan, sources: list[ModelSource], progress: Progress
     merged = {kp.key: kp for kp in plan.keys if kp.merge}
     values = read_scales(plan.scaled[:2], sources[:2]) if any(plan.scaled[:2]) else [{}, {}]
     scale_of = [lay.scale_of if lay else {} for lay in (plan.scaled[:2] or [None, None])]
-    summer = _Summer(sources[:2], values, scale_of)
-    keys = list(channels)
+    keys = list(channels.items())
     samples, s_of = [], {}
-    for i, key in enumerate(keys):
-        if cancel is not None and cancel.cancelled:
-            raise Cancelled()
-        if i + 1 < len(keys):  # cold caches: the next key's reads start while this one is summed
-            for src in sources[:2]:
-                if isinstance(src, SafetensorsReader):
-                    src.prefetch(keys[i + 1])
+    for i, (key, sums) in enumerate(_Summer(sources[:2], values, scale_of).each(keys, cancel)):
         ch = channels[key]
-        s, stat = plan.method.from_sums(summer.sums(key, ch))
+        s, stat = plan.method.from_sums(sums)
         if key in counted:
             samples.append(stat.numpy().astype(np.float64))
         if key in merged:
