@@ -280,3 +280,43 @@ def test_float16_extremes_stay_finite_without_the_nan_pass(tmp_path, calc):
     assert got.dtype == torch.float16 and torch.isfinite(got).all()
     want = _expected(pa, pb, calc, 0.0)[key]
     np.testing.assert_allclose(got.double().numpy(), want, rtol=1e-3, atol=0.5)
+
+
+def _no_reader_left() -> bool:
+    import threading
+    return not any(t.name == "cosine-reader" and t.is_alive() for t in threading.enumerate())
+
+
+def test_cancel_during_the_similarity_pass_stops_its_reader(tmp_path, monkeypatch):
+    from lib_merge.errors import Cancelled
+    from lib_merge.merge.engine import CancelToken
+    pa, pb = _models(tmp_path)
+    monkeypatch.setattr(pipeline, "CHUNK", 96)  # many chunks: the reader is surely mid-way
+    token, seen = CancelToken(), []
+
+    def progress(done, total, what):
+        seen.append(what)
+        if what == "similarity statistics" and done == 20:
+            token.cancel()
+
+    out = tmp_path / "o.safetensors"
+    with pytest.raises(Cancelled):
+        merge(Recipe((pa, pb), calc="cosine_b", alpha=0.3), str(out), progress=progress, cancel=token)
+    assert "merging" not in seen and not out.exists() and _no_reader_left()
+
+
+def test_a_read_error_in_the_similarity_pass_is_raised_not_hung(tmp_path, monkeypatch):
+    from lib_merge.errors import ModelFileError
+    pa, pb = _models(tmp_path)
+    real_read = SafetensorsReader.read_bytes
+
+    def failing(self, key, out, first=0, count=None):
+        if key == CONV and self.path == pb:
+            raise ModelFileError("B.safetensors is truncated (unexpected end of file)", "download it again")
+        return real_read(self, key, out, first, count)
+
+    monkeypatch.setattr(SafetensorsReader, "read_bytes", failing)
+    out = tmp_path / "o.safetensors"
+    with pytest.raises(ModelFileError, match="truncated"):
+        merge(Recipe((pa, pb), calc="cosine_a", alpha=0.3), str(out))
+    assert not out.exists() and _no_reader_left()
