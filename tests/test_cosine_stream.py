@@ -320,3 +320,42 @@ def test_a_read_error_in_the_similarity_pass_is_raised_not_hung(tmp_path, monkey
     with pytest.raises(ModelFileError, match="truncated"):
         merge(Recipe((pa, pb), calc="cosine_a", alpha=0.3), str(out))
     assert not out.exists() and _no_reader_left()
+
+
+def test_fp8_scaled_output_gets_new_scales_from_the_streamed_merge(tmp_path, monkeypatch):
+    """dtype keep on a scaled A: each merged weight written fp8 with scale amax / 448 (e4m3), its
+    values within half an e4m3 step of the float64 cosine merge."""
+    from tests.test_flux_scaled import real, scaled_flux
+    pa, pb = _write(tmp_path / "A.safetensors", scaled_flux(7)), _write(tmp_path / "B.safetensors", scaled_flux(8))
+    monkeypatch.setattr(pipeline, "CHUNK", 96)
+    monkeypatch.setattr(pipeline, "SLICE", 40)
+    merge(Recipe((pa, pb), calc="cosine_a", alpha=0.2), str(tmp_path / "o.safetensors"))
+    monkeypatch.undo()
+    got = load_file(str(tmp_path / "o.safetensors"))
+    want = _expected(pa, pb, "cosine_a", 0.2, real)
+    layers = [k[:-len(".weight")] for k in want if k[:-len(".weight")] + ".scale_weight" in got]
+    assert len(layers) > 10
+    for layer in layers:
+        w = torch.from_numpy(want[layer + ".weight"])
+        scale = float(got[layer + ".scale_weight"])
+        assert scale == pytest.approx(float(w.abs().max()) / 448.0, rel=1e-5)
+        back = got[layer + ".weight"].double() * scale
+        assert torch.all((back - w).abs() <= w.abs() * 2 ** -4 + scale * 2 ** -9), layer
+
+
+def test_adjusted_keys_take_the_first_pass_k(tmp_path):
+    """Keys with adjust keep the whole-tensor path; their k comes from the same first pass. Adjust
+    "2,0,..." scales the first conv's weight by 1 - 0.02 (tests/test_supermerger_rules.py) and leaves
+    the other adjusted keys (out.*) as merged."""
+    pa, pb = _models(tmp_path)
+    plan = plan_merge(Recipe((pa, pb), calc="cosine_b", alpha=0.1, adjust="2,0,0,0,0,0,0,0"))
+    assert {FIRST, U + "out.2.weight", U + "out.0.bias"} <= {kp.key for kp in plan.keys if kp.adjust}
+    got = _merge(pa, pb, "cosine_b", 0.1, tmp_path / "o.safetensors")
+    adj = tmp_path / "adj.safetensors"
+    merge(Recipe((pa, pb), calc="cosine_b", alpha=0.1, dtype="fp32", adjust="2,0,0,0,0,0,0,0"), str(adj))
+    with_adjust = load_file(str(adj))
+    want = _expected(pa, pb, "cosine_b", 0.1)
+    np.testing.assert_allclose(with_adjust[FIRST].double().numpy(), want[FIRST] * (1 - 0.02), rtol=1e-5, atol=1e-5)
+    for key in (U + "out.2.weight", U + "out.0.bias"):
+        np.testing.assert_allclose(with_adjust[key].double().numpy(), want[key], rtol=1e-5, atol=1e-5)
+        assert torch.equal(with_adjust[key], got[key])
