@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 
 from lib_merge.io.safetensors_io import SafetensorsReader, save_tensors
-from lib_merge.merge import pipeline
+from lib_merge.merge import compute, pipeline
 from lib_merge.merge.engine import merge, plan_merge
 from lib_merge.merge.recipe import Recipe
 from lib_merge.methods import REGISTRY
@@ -184,7 +184,7 @@ def _expected(pa: str, pb: str, calc: str, alpha: float, value=_plain) -> dict[s
 def _merge(pa, pb, calc, alpha, path, chunk=None, slice_=None, monkeypatch=None):
     if chunk:
         monkeypatch.setattr(pipeline, "CHUNK", chunk)
-        monkeypatch.setattr(pipeline, "SLICE", slice_)
+        monkeypatch.setattr(compute, "SLICE", slice_)
     merge(Recipe((pa, pb), calc=calc, alpha=alpha, dtype="fp32"), str(path))
     if chunk:
         monkeypatch.undo()

@@ -13,7 +13,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from lib_merge.merge import pipeline
+from lib_merge.merge import compute, pipeline
 from lib_merge.merge.engine import CancelToken, merge
 from lib_merge.errors import ArchitectureError, Cancelled, OutputError
 from lib_merge.io.safetensors_io import save_tensors
@@ -101,7 +101,7 @@ def test_chunked_streaming_gives_the_same_bytes(tmp_path, sd1_models, monkeypatc
     whole = tmp_path / "whole.safetensors"
     merge(r, str(whole))
     monkeypatch.setattr(pipeline, "CHUNK", 96)  # every big tensor now goes through in pieces
-    monkeypatch.setattr(pipeline, "SLICE", 40)  # and each piece in slices that do not divide it
+    monkeypatch.setattr(compute, "SLICE", 40)  # and each piece in slices that do not divide it
     chunked = tmp_path / "chunked.safetensors"
     merge(r, str(chunked))
     assert whole.read_bytes() == chunked.read_bytes()

@@ -31,7 +31,7 @@ from ..io.models import ModelSource
 from ..io.safetensors_io import SafetensorsReader, itemsize
 from ..methods.cosine import ColumnSums, rows_per_chunk
 from .engine_types import CancelToken, Progress
-from . import pipeline
+from . import compute, pipeline
 from .pipeline import _get, _Pool, _put, _Stop, read_into  # the merge pass's own thread plumbing
 from .plan import MergePlan
 from .scaled import read_scales
@@ -92,7 +92,7 @@ class _Layout:
 
     @property
     def slice_rows(self) -> int:
-        return rows_per_chunk(max(self.ncols), pipeline.SLICE)
+        return rows_per_chunk(max(self.ncols), compute.SLICE)
 
 
 class _Summer:
@@ -103,7 +103,7 @@ class _Summer:
     def __init__(self, sources: list[ModelSource], scales: list[dict[str, float]], scale_of: list[dict[str, str]]):
         self.sources, self.scales, self.scale_of = sources, scales, scale_of
         self.pools = [_Pool(pipeline.DEPTH + 1, pipeline.CHUNK * 4) for _ in sources]
-        self.f32 = [torch.empty(pipeline.SLICE, dtype=torch.float32) for _ in range(3)]
+        self.f32 = [torch.empty(compute.SLICE, dtype=torch.float32) for _ in range(3)]
 
     def layout(self, key: str, channels: int | None) -> _Layout:
         infos = [s.tensors[key] for s in self.sources]

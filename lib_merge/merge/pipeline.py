@@ -13,7 +13,7 @@ import math
 import os
 import queue
 import threading
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -22,9 +22,8 @@ from .engine_types import CancelToken, Progress
 from ..errors import Cancelled, MergeError
 from ..io.models import ModelSource
 from ..io.safetensors_io import DTYPES, SafetensorsReader, itemsize
-from ..methods import KeyContext, MergeMethod
-from ..methods.finite import finite_or_stop
-from .plan import KeyPlan, MergePlan
+from .compute import Job, _Compute, row_step
+from .plan import MergePlan
 from .scaled import read_scales
 from .sinks import DictSink, FileSink  # noqa: F401  (the engine's sinks, here for callers)
 
@@ -32,17 +31,8 @@ if TYPE_CHECKING:
     from .cosine_stats import CosineStats
 
 CHUNK = 1 << 21  # elements per read (8 MiB of fp32)
-SLICE = 1 << 18  # elements per convert/merge/cast step
 DEPTH = 3  # reads in flight
 PREFETCH = 2  # jobs ahead the kernel is asked to read
-
-
-@dataclass
-class Job:
-    kp: KeyPlan
-    first: int
-    count: int
-    whole: bool  # the whole tensor in one piece (its shape matters), not a flat chunk
 
 
 class _Stop(Exception):
@@ -70,12 +60,6 @@ def _get(q: queue.Queue, stop: threading.Event) -> Any:
             pass
 
 
-def row_step(kp: KeyPlan, elements: int) -> int:
-    """Elements in a chunk of about `elements` made of whole rows of the key (columnwise methods)."""
-    ncols = math.prod(kp.shape[1:]) if kp.shape else 1
-    return max(1, elements // max(ncols, 1)) * ncols
-
-
 def jobs_for(plan: MergePlan) -> list[Job]:
     jobs: list[Job] = []
     elementwise = plan.method.elementwise
@@ -87,7 +71,12 @@ def jobs_for(plan: MergePlan) -> list[Job]:
         # whole: the shape matters (non-elementwise methods, inpainting channels, adjust); anything
         # else goes through the cache-sized slices, however small it is
         whole = (kp.merge and not by_rows and (not elementwise or kp.channels is not None)) or kp.adjust or kp.rescale
-        step = row_step(kp, CHUNK) if by_rows else CHUNK
+        # a chunk fills one pooled buffer (CHUNK float32s) in the widest dtype it touches: 1-byte fp8
+        # keys go 4 times as far per read (fewer, longer steps where decoding is the work)
+        used = plan.headers[:plan.method.n_models] if kp.merge else plan.headers[:1]
+        widest = max([itemsize(kp.out_dtype)] + [itemsize(h[kp.key].dtype) for h in used if kp.key in h])
+        elements = CHUNK * 4 // widest if widest == 1 else CHUNK
+        step = row_step(kp, elements) if by_rows else elements
         if whole or numel <= step:
             jobs.append(Job(kp, 0, numel, whole))
         else:
@@ -220,7 +209,9 @@ def run(plan: MergePlan, sources: list[ModelSource], sink, stats: "CosineStats |
                threading.Thread(target=writer, name="merge-writer", daemon=True)]
     for t in threads:
         t.start()
-    compute = _Compute(plan, n, stats, read_scales(plan.scaled, sources) if any(plan.scaled) else [{}] * n)
+    # a second compute thread for fp8 inputs (decoding them is most of the work): 2+ cores only
+    pool = ThreadPoolExecutor(1, thread_name_prefix="merge-compute") if (os.cpu_count() or 1) >= 2 else None
+    compute = _Compute(plan, n, stats, read_scales(plan.scaled, sources) if any(plan.scaled) else [{}] * n, pool)
     done = 0
     try:
         while True:
@@ -258,6 +249,8 @@ def run(plan: MergePlan, sources: list[ModelSource], sink, stats: "CosineStats |
             stop.set()
         for t in threads:
             t.join()
+        if pool is not None:
+            pool.shutdown(wait=True)
     if errors:
         e = errors[0]
         if isinstance(e, (MergeError, OSError)):  # OSError: disk full, worded by atomic_write
@@ -265,139 +258,3 @@ def run(plan: MergePlan, sources: list[ModelSource], sink, stats: "CosineStats |
         raise RuntimeError(f"merge failed: {e}") from e
 
 
-class _Compute:
-    """Turns one job's input tensors (source dtypes) into its output (out dtype), in place."""
-
-    def __init__(self, plan: MergePlan, n: int, stats: "CosineStats | None",
-                 scales: list[dict[str, float]] | None = None):
-        self.scales = scales or [{}] * n  # fp8 scaled inputs: {scale key: value} per source
-        self.new_scales: dict[str, float] = {}  # weight key -> the scale its fp8 output was written with
-        self.method: MergeMethod = plan.method
-        self.arch_id = plan.arch.id
-        self.adjust = plan.adjust
-        self.device = torch.device(plan.recipe.device)
-        self.lo, self.hi = (stats.lo, stats.hi) if stats else (None, None)
-        self.columns = stats.s if stats else {}  # columnwise methods: each merged key's s
-        self._ctx: KeyContext | None = None
-        self.scratch = [torch.empty(SLICE, dtype=torch.float32) for _ in range(n)]
-
-    def context(self, kp: KeyPlan) -> KeyContext:
-        """The key's context; for a columnwise method its per-column factor, worked out once per key
-        (a key's jobs come one after another)."""
-        if self._ctx is None or self._ctx.key != kp.key:
-            ctx, s = KeyContext(kp.key, self.lo, self.hi), self.columns.get(kp.key)
-            if s is not None and self.method.columnwise:
-                k = self.method.column_factor(s, kp.weights, ctx)
-                ctx = KeyContext(kp.key, self.lo, self.hi, k.to(self.device))
-            self._ctx = ctx
-        return self._ctx
-
-    def __call__(self, job: Job, ts: list[torch.Tensor], out: torch.Tensor) -> None:
-        kp = job.kp
-        if not kp.merge:  # A's bytes (cast to the output dtype); never adjusted (plan.py)
-            a = ts[0].reshape(-1)
-            if kp.scales and kp.scales[0]:  # a scaled fp8 weight written plain: de-scaled
-                a = a.float() * self.scales[0][kp.scales[0]]
-            out.copy_(fit(a, out.dtype))
-            if out.dtype != ts[0].dtype:  # a cast can overflow (fp32 past 65504 to fp16)
-                finite_or_stop(kp.key, out, ts[:1])
-            return
-        ctx = self.context(kp)
-        if not job.whole and self.device.type == "cpu":
-            self._slices(job, ts, out, ctx)
-            return
-        by_rows = self.method.columnwise and ctx.column is not None
-        if kp.rescale and (self.method.elementwise or by_rows) and kp.channels is None and not kp.adjust \
-                and self.device.type == "cpu":
-            self._rescaled(job, [t.reshape(-1) for t in ts], out, ctx)
-            return
-        fs = [t.to(self.device, torch.float32) for t in ts]
-        for i, sk in enumerate(kp.scales):
-            if sk:
-                fs[i] = fs[i] * self.scales[i][sk]
-        # the incumbent skips the rest of a key, adjust included, where the method leaves A as it is
-        adjust = kp.adjust and not self.method.leaves_a(*fs)
-        r = self._merge(kp, fs, ctx)
-        if adjust:
-            r = self.adjust.apply(kp.key, r, self.arch_id)
-        if kp.rescale:  # a new per-tensor scale: amax / fp8 max (Comfy's TensorCoreFP8Layout.quantize)
-            amax = float(r.abs().max()) if r.numel() else 0.0
-            scale = amax / torch.finfo(out.dtype).max if amax > 0 and math.isfinite(amax) else 1.0
-            self.new_scales[kp.key] = scale
-            r = r * (1.0 / scale)
-        out.copy_(fit(r.reshape(-1), out.dtype))
-        finite_or_stop(kp.key, out, ts)
-
-    def _rescaled(self, job: Job, ts: list[torch.Tensor], out: torch.Tensor, ctx: KeyContext) -> None:
-        """A weight written fp8 with a new scale, in cache-sized slices: the merged float32 tensor is
-        kept once (its amax is needed before the first fp8 value), never its temporaries."""
-        merged = torch.empty(job.count, dtype=torch.float32)
-        self._slices(job, ts, merged, ctx)
-        amax = max((float(merged[s:s + SLICE].abs().max()) for s in range(0, job.count, SLICE)), default=0.0)
-        scale = amax / torch.finfo(out.dtype).max if amax > 0 and math.isfinite(amax) else 1.0
-        self.new_scales[job.kp.key] = scale
-        inv = 1.0 / scale
-        for s in range(0, job.count, SLICE):
-            out[s:s + SLICE].copy_(fit(merged[s:s + SLICE] * inv, out.dtype))
-
-    def scale(self, kp: KeyPlan, out: torch.Tensor) -> None:
-        """A weight's scale key: the new scale of a merged weight, else A's own."""
-        value = self.new_scales.pop(kp.scale_for, None) if kp.scale_for else None
-        if value is None:
-            value = self.scales[0][kp.key]
-        out.fill_(value)
-
-    def _slices(self, job: Job, ts: list[torch.Tensor], out: torch.Tensor, ctx: KeyContext) -> None:
-        w, method, pad = job.kp.weights, self.method, [None] * (3 - len(ts))
-        # a convex combination of inputs of the output's own 16-bit dtype cannot overflow it (the
-        # float32 math has ample headroom over float16/bfloat16): the NaN/inf pass would find
-        # nothing the inputs did not have, and it cost ~15% of the math (measured, issue 12)
-        native = (out.dtype in (torch.float16, torch.bfloat16) and all(t.dtype == out.dtype for t in ts)
-                  and not any(job.kp.scales))
-        check = not (native and method.convex(w))
-        # inputs already in the output's 16-bit dtype: one fused kernel over the whole chunk where the
-        # method has one (no float32 scratch: the chunk is read once and written once)
-        if native and method.merge_native(*ts, *pad, w, ctx, out):
-            if check:
-                finite_or_stop(job.kp.key, out, ts)
-            return
-        step, rows = SLICE, None
-        if ctx.column is not None:  # columnwise: slices of whole rows, shaped so k broadcasts over them
-            step, rows = row_step(job.kp, SLICE), job.kp.shape[1:]
-            if step > self.scratch[0].numel():  # one row longer than a slice: rare, grown once
-                self.scratch = [torch.empty(step, dtype=torch.float32) for _ in self.scratch]
-        for s in range(0, job.count, step):
-            m = min(step, job.count - s)
-            xs = [x[:m] for x in self.scratch[:len(ts)]]
-            for x, t in zip(xs, ts):
-                x.copy_(t[s:s + m])
-            for i, sk in enumerate(job.kp.scales):
-                if sk:
-                    xs[i].mul_(self.scales[i][sk])
-            if rows is not None:
-                xs = [x.view(-1, *rows) for x in xs]
-            out[s:s + m].copy_(fit(method.merge(*xs, *pad, w, ctx).reshape(-1), out.dtype))
-            if check:
-                finite_or_stop(job.kp.key, out[s:s + m], [t[s:s + m] for t in ts])
-
-    def _merge(self, kp: KeyPlan, fs: list[torch.Tensor], ctx: KeyContext) -> torch.Tensor:
-        pad = [None] * (3 - len(fs))
-        if kp.channels is None:
-            return self.method.merge(fs[0], *fs[1:], *pad, kp.weights, ctx).cpu()
-        c = kp.channels  # inpainting / pix2pix first conv: merge the shared input channels only
-        parts = [f[:, :c].contiguous() for f in fs]
-        out = fs[0].clone()
-        out[:, :c] = self.method.merge(parts[0], *parts[1:], *pad, kp.weights, ctx)
-        return out.cpu()
-
-
-_FP8 = tuple(getattr(torch, n) for n in ("float8_e4m3fn", "float8_e5m2") if hasattr(torch, n))
-
-
-def fit(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """fp8 has no infinity (e4m3fn) and a small range: values past it are clamped to the largest
-    finite value before the cast, as SuperMerger and Comfy do, instead of turning into NaN."""
-    if dtype in _FP8 and t.dtype not in _FP8:
-        lim = torch.finfo(dtype).max
-        return t.float().clamp(-lim, lim)
-    return t
