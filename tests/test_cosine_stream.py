@@ -328,7 +328,7 @@ def test_fp8_scaled_output_gets_new_scales_from_the_streamed_merge(tmp_path, mon
     from tests.test_flux_scaled import real, scaled_flux
     pa, pb = _write(tmp_path / "A.safetensors", scaled_flux(7)), _write(tmp_path / "B.safetensors", scaled_flux(8))
     monkeypatch.setattr(pipeline, "CHUNK", 96)
-    monkeypatch.setattr(pipeline, "SLICE", 40)
+    monkeypatch.setattr(compute, "SLICE", 40)
     merge(Recipe((pa, pb), calc="cosine_a", alpha=0.2), str(tmp_path / "o.safetensors"))
     monkeypatch.undo()
     got = load_file(str(tmp_path / "o.safetensors"))
