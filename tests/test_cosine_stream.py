@@ -359,3 +359,26 @@ def test_adjusted_keys_take_the_first_pass_k(tmp_path):
     for key in (U + "out.2.weight", U + "out.0.bias"):
         np.testing.assert_allclose(with_adjust[key].double().numpy(), want[key], rtol=1e-5, atol=1e-5)
         assert torch.equal(with_adjust[key], got[key])
+
+
+def test_first_merge_hashes_from_both_passes_reads(tmp_path, monkeypatch):
+    """A first cosine merge: the inputs' sha256 (hashlib's, computed here) come from the reads of the
+    similarity pass and the merge pass, which read the same bytes twice; no separate hashing pass."""
+    import hashlib
+    import json
+
+    from lib_merge.io import hashing
+    from lib_merge.io.hashing import HashCache
+    from lib_merge.io.safetensors_io import read_header
+
+    def boom(*a, **k):
+        raise AssertionError("a separate hashing pass was made")
+
+    monkeypatch.setattr(hashing, "sha256_file", boom)
+    monkeypatch.setattr(pipeline, "CHUNK", 96)
+    pa, pb = _models(tmp_path)
+    out = tmp_path / "o.safetensors"
+    res = merge(Recipe((pa, pb), calc="cosine_a", alpha=0.3), str(out), hash_cache=HashCache(str(tmp_path / "h.json")))
+    want = [hashlib.sha256(open(p, "rb").read()).hexdigest() for p in (pa, pb)]
+    assert res.hashes == want
+    assert json.loads(read_header(str(out))[1]["sd_merge_recipe"])["model_hashes"] == want
