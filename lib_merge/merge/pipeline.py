@@ -5,7 +5,8 @@
 - The caller's thread converts, merges and casts in cache-sized slices (256K elements): on big
   buffers each of those passes ran ~3x slower than on slices that stay in the CPU cache.
 - A writer thread appends the result to the output (or fills a dict).
-Elementwise methods see flat slices; others see whole tensors in their own shapes.
+Elementwise methods see flat slices; columnwise ones (cosine, given each column's k from the first
+pass) slices of whole rows shaped (rows, *shape[1:]); others whole tensors in their own shapes.
 """
 from __future__ import annotations
 

@@ -39,7 +39,7 @@ class MergeMethod:
     mode: ClassVar[str]  # the --mode it refines: weight_sum, add_difference, triple_sum, sum_twice, self
     n_models: ClassVar[int]  # 1, 2 or 3
     elementwise: ClassVar[bool] = True  # may be applied to flat chunks of a tensor independently
-    needs_stats: ClassVar[bool] = False  # wants a first pass: stat() per key, then merge()
+    needs_stats: ClassVar[bool] = False  # wants a first pass over the model (merge/cosine_stats.py), then merge()
     # given ctx.column, merge() is elementwise along dim 0: it may see row chunks (rows, *shape[1:])
     columnwise: ClassVar[bool] = False
 
