@@ -31,6 +31,7 @@ from ..io.models import ModelSource
 from ..io.safetensors_io import SafetensorsReader, itemsize
 from ..methods.cosine import ColumnSums, rows_per_chunk
 from .engine_types import CancelToken, Progress
+from .fp8_codec import Fp8Decoder
 from . import compute, pipeline
 from .pipeline import _get, _Pool, _put, _Stop, read_into  # the merge pass's own thread plumbing
 from .plan import MergePlan
@@ -104,6 +105,7 @@ class _Summer:
         self.sources, self.scales, self.scale_of = sources, scales, scale_of
         self.pools = [_Pool(pipeline.DEPTH + 1, pipeline.CHUNK * 4) for _ in sources]
         self.f32 = [torch.empty(compute.SLICE, dtype=torch.float32) for _ in range(3)]
+        self.fp8 = Fp8Decoder(compute.SLICE)  # fp8 inputs: widened in bulk, not by torch's scalar loop
 
     def layout(self, key: str, channels: int | None) -> _Layout:
         infos = [s.tensors[key] for s in self.sources]
@@ -116,6 +118,8 @@ class _Summer:
     def _f32(self, i: int, n: int) -> torch.Tensor:
         if self.f32[i].numel() < n:  # one row longer than a slice: rare, grown once
             self.f32[i] = torch.empty(n, dtype=torch.float32)
+            if self.fp8.i16.numel() < n:
+                self.fp8 = Fp8Decoder(n)
         return self.f32[i][:n]
 
     def read(self, keys: list[tuple[str, int | None]], q: queue.Queue, stop: threading.Event,
@@ -151,7 +155,10 @@ class _Summer:
             xs = []
             for i, (t, n) in enumerate(zip(ts, lay.ncols)):
                 x = self._f32(i, q * n)
-                x.copy_(t[q0 * n:(q0 + q) * n])
+                if Fp8Decoder.handles(t.dtype):
+                    self.fp8(x, t[q0 * n:(q0 + q) * n])
+                else:
+                    x.copy_(t[q0 * n:(q0 + q) * n])
                 if lay.mults[i] is not None:
                     x.mul_(lay.mults[i])
                 x = x.view(q, n)
