@@ -165,7 +165,11 @@ def fmt_row(res: dict) -> str:
     loads = [r["load"] for rs in res["runs"].values() for r in rs]
     verdict = "–"
     if ok(ours) and fw:
-        verdict = "met" if ours["wall"] / fw <= PERF_RATIO and ours["anon"] < PERF_ANON else "NOT met"
+        # issue 12: the CLI's fixed cost (Python + the torch import) is reported on its own; the
+        # merge itself (engine) must be within 1.2x the floor, and is said with the start-up too
+        mem = ours["anon"] < PERF_ANON
+        verdict = ("met" if eng is not None and eng / fw <= PERF_RATIO and mem else "NOT met") + \
+            f" (with start-up: {'met' if ours['wall'] / fw <= PERF_RATIO and mem else 'not met'})"
     n_in = len(res["inputs"])
     what = res["mode"] + (" (cold)" if res["cold"] else "")
     return (f"| {ARCHS[res['arch']][1]} | {what} | {n_in} × {res['inputs'][0] / 1e9:.2f} GB | {_s(floor)} | {_s(ours)} | "
@@ -175,7 +179,7 @@ def fmt_row(res: dict) -> str:
 
 
 SUMMARY_HEAD = ("| model | row | inputs | floor s | ours s | ours/floor | ours engine s | engine/floor | naive s | naive/floor | ours anon GiB | "
-                "naive anon GiB | ours CPU s | load avg | ≤ 1.2× & < 1 GiB |\n"
+                "naive anon GiB | ours CPU s | load avg | engine ≤ 1.2× & < 1 GiB |\n"
                 "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
 
 
