@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 # the CPU cache when the compute step reads it, and the per-chunk Python cost stays small.
 CHUNK = 1 << 20  # elements per read (4 MiB of fp32)
 DEPTH = 2  # reads in flight
-PREFETCH = 2  # jobs ahead the kernel is asked to read
+PREFETCH = 8  # jobs ahead the kernel is asked to read (cold SD1.5 weight sum: 2 -> 4.8-7.1 s, 8 -> 3.2-3.5 s)
 
 
 class _Stop(Exception):
