@@ -83,3 +83,19 @@ def test_fp8_merge_equals_the_reference_formula(tmp_path, sd1_models, monkeypatc
         assert same_values(got[k].float(), want.float()), k
         checked += 1
     assert checked > 800
+
+
+@pytest.mark.parametrize("dtype", FP8)
+@pytest.mark.parametrize("alpha,blocks", [(0.35, None), (1.6, None), (0.5, "GRAD_V")])
+def test_pair_table_gives_the_bytes_of_the_slices(tmp_path, sd1_models, monkeypatch, dtype, alpha, blocks):
+    """A weight sum of fp8 inputs looks each element up in a 65536-entry table made by the float32
+    slices; with the table switched off the output must be byte for byte the same (MBW: one table per
+    block weight)."""
+    from lib_merge.methods import REGISTRY
+    paths, _ = fp8_models(tmp_path, sd1_models, dtype)
+    monkeypatch.setattr(pipeline, "CHUNK", 1000)
+    recipe = Recipe(tuple(paths), alpha=alpha, alpha_blocks=blocks or "")
+    merge(recipe, str(tmp_path / "table.safetensors"), hash_models=False)
+    monkeypatch.setattr(type(REGISTRY["weight_sum"]), "pairwise", False)
+    merge(recipe, str(tmp_path / "slices.safetensors"), hash_models=False)
+    assert (tmp_path / "table.safetensors").read_bytes() == (tmp_path / "slices.safetensors").read_bytes()

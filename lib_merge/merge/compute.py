@@ -45,6 +45,8 @@ class _Scratch:
     def __init__(self, n: int):
         self.f32 = [torch.empty(SLICE, dtype=torch.float32) for _ in range(n)]
         self.fp8 = Fp8Decoder(SLICE)
+        self.index = torch.empty(SLICE, dtype=torch.int32)  # fp8 pair lookups (_lookup)
+        self.index2 = torch.empty(SLICE, dtype=torch.int32)
 
     def grow(self, n: int) -> None:
         if n > self.f32[0].numel():
@@ -69,6 +71,7 @@ class _Compute:
         # one scratch set per compute thread: float32 copies of the inputs and the fp8 decoder's
         self.scratch = [_Scratch(n) for _ in range(2 if pool is not None else 1)]
         self.pool = pool
+        self.tables: dict[tuple, torch.Tensor] = {}  # pairwise methods on fp8: (weights, dtypes) -> table
 
     def context(self, kp: KeyPlan) -> KeyContext:
         """The key's context; for a columnwise method its per-column factor, worked out once per key
@@ -154,20 +157,52 @@ class _Compute:
             step, rows = row_step(job.kp, SLICE), job.kp.shape[1:]
             for sc in self.scratch:
                 sc.grow(step)  # one row longer than a slice: rare, grown once
+        work, args = self._range, (job, ts, out, ctx, pad, convex, step, rows)
+        if method.pairwise and same and len(ts) == 2 and rows is None and out.element_size() == 1:
+            # fp8 weight sum: merge() on all 65536 input pairs once per weight, then one lookup per
+            # element: the same bits as the slices below (the table is made by them), ~40% less CPU
+            work, args = self._lookup, (ts, out, self._table(job, ts[0].dtype, out.dtype, ctx, pad, convex))
         parts = [(0, job.count)]
         if self.pool is not None and job.count >= 2 * step and any(Fp8Decoder.handles(t.dtype) for t in ts):
             # fp8 decoding and encoding are CPU-bound: the second half of the chunk on the other core
             half = (job.count // 2 + step - 1) // step * step
             parts = [(0, half), (half, job.count)]
-        args = (job, ts, out, ctx, pad, convex, step, rows)
         if len(parts) == 1:
-            self._range(*args, 0, job.count, self.scratch[0])
+            work(*args, 0, job.count, self.scratch[0])
             return
-        other = self.pool.submit(self._range, *args, *parts[1], self.scratch[1])
+        other = self.pool.submit(work, *args, *parts[1], self.scratch[1])
         try:
-            self._range(*args, *parts[0], self.scratch[0])
+            work(*args, *parts[0], self.scratch[0])
         finally:
             other.result()  # waits, and raises what the other half raised
+
+    def _table(self, job: Job, in_dtype: torch.dtype, out_dtype: torch.dtype, ctx: KeyContext, pad: list,
+               convex: bool) -> torch.Tensor:
+        """The output byte for every (A byte, B byte) pair at index A·256 + B, cached per weights."""
+        key = (job.kp.weights, in_dtype, out_dtype, convex)
+        table = self.tables.get(key)
+        if table is None:
+            codes = torch.arange(1 << 16, dtype=torch.int32)
+            pair = [(codes // 256).to(torch.uint8).view(in_dtype), (codes % 256).to(torch.uint8).view(in_dtype)]
+            table = torch.empty(1 << 16, dtype=out_dtype)
+            # through the slices themselves; their NaN check cannot fire here (NaN codes are inputs)
+            self._range(job, pair, table, ctx, pad, convex, SLICE, None, 0, 1 << 16, self.scratch[0])
+            if len(self.tables) >= 256:  # MBW with many distinct weights: keep the newest
+                self.tables.pop(next(iter(self.tables)))
+            self.tables[key] = table = table.view(torch.uint8)
+        return table
+
+    def _lookup(self, ts: list[torch.Tensor], out: torch.Tensor, table: torch.Tensor, start: int, stop: int,
+                scratch: "_Scratch") -> None:
+        a, b, o = ts[0].view(torch.uint8), ts[1].view(torch.uint8), out.view(torch.uint8)
+        for s in range(start, stop, SLICE):
+            m = min(SLICE, stop - s)
+            i, j = scratch.index[:m], scratch.index2[:m]
+            i.copy_(a[s:s + m])
+            i.mul_(256)
+            j.copy_(b[s:s + m])
+            i.add_(j)
+            torch.index_select(table, 0, i, out=o[s:s + m])
 
     def _range(self, job: Job, ts: list[torch.Tensor], out: torch.Tensor, ctx: KeyContext, pad: list,
                convex: bool, step: int, rows: tuple[int, ...] | None, start: int, stop: int,

@@ -42,6 +42,10 @@ class MergeMethod:
     needs_stats: ClassVar[bool] = False  # wants a first pass over the model (merge/cosine_stats.py), then merge()
     # given ctx.column, merge() is elementwise along dim 0: it may see row chunks (rows, *shape[1:])
     columnwise: ClassVar[bool] = False
+    # each output element depends on the two inputs' elements at its place and on the key's weights
+    # alone: for 1-byte (fp8) inputs the engine may evaluate merge() once on all 256 x 256 pairs and
+    # look the key's elements up in that table (merge/compute.py)
+    pairwise: ClassVar[bool] = False
 
     def merge(self, a: Tensor, b: Tensor | None, c: Tensor | None, w: Weights, ctx: KeyContext) -> Tensor:
         raise NotImplementedError

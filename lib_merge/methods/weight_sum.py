@@ -12,6 +12,7 @@ class WeightSum(MergeMethod):
     label = "Weight sum"
     mode = "weight_sum"
     n_models = 2
+    pairwise = True
 
     def convex(self, w: Weights) -> bool:
         return 0.0 <= w.alpha <= 1.0
