@@ -79,7 +79,7 @@ def jobs_for(plan: MergePlan) -> list[Job]:
         # keys go 4 times as far per read (fewer, longer steps where decoding is the work)
         used = plan.headers[:plan.method.n_models] if kp.merge else plan.headers[:1]
         widest = max([itemsize(kp.out_dtype)] + [itemsize(h[kp.key].dtype) for h in used if kp.key in h])
-        elements = CHUNK * 4 // widest if widest == 1 else CHUNK
+        elements = CHUNK * 4 if widest == 1 else CHUNK
         step = row_step(kp, elements) if by_rows else elements
         if whole or numel <= step:
             jobs.append(Job(kp, 0, numel, whole))
