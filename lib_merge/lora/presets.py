@@ -104,21 +104,42 @@ class PresetBook:
         return PresetBook.load(_read(lbw_path), _read(lbwe_path), lbw_source=lbw_path or "",
                                lbwe_source=lbwe_path or "")
 
-    def names(self) -> list[str]:
-        return sorted(set(_DEFAULTS) | set(self.lbw))
+    def names(self, arch: Architecture | None = None) -> list[str]:
+        """Every preset name, or with `arch` only those a LoRA of it can use: the defaults with a form
+        for its family and the user's presets with a list of a length it takes."""
+        if arch is None:
+            return sorted(set(_DEFAULTS) | set(self.lbw))
+        return self._family_names(family(arch))
+
+    def _family_names(self, fam: str) -> list[str]:
+        counts = {"sd": (17, 26), "sdxl": (12, 20, 26), "flux": (61,)}[fam]
+        return sorted({n for n, d in _DEFAULTS.items() if fam in d} |
+                      {n for n, by in self.lbw.items() if any(c in by for c in counts)})
 
     def has(self, name: str) -> bool:
         return name in _DEFAULTS or name in self.lbw
 
-    def check_name(self, name: str, where: str) -> None:
-        if not self.has(name):
-            raise ParseError(f"{where}: unknown preset {name!r}{suggest(name, self.names())}",
-                             f"use one of {', '.join(self.names())}, or a list of 12/17/20/26/61 numbers")
+    def check_name(self, name: str, where: str, arch: Architecture | None = None) -> None:
+        """A ParseError for a name that is no preset, listing the presets of `arch` (grouped by
+        architecture when the LoRA's architecture is not known yet)."""
+        if self.has(name):
+            return
+        if arch is not None:
+            fits = self.names(arch)
+            raise ParseError(f"{where}: unknown preset {name!r}{suggest(name, fits)}",
+                             f"use one of the presets for {article(arch.label)} LoRA ({', '.join(fits)}), "
+                             f"or {describe_counts(arch)} values")
+        groups: dict[tuple[str, ...], list[str]] = {}
+        for fam, label in (("sd", "SD1/SD2"), ("sdxl", "SDXL"), ("flux", "Flux")):
+            groups.setdefault(tuple(self._family_names(fam)), []).append(label)
+        listed = "; ".join(f"{' and '.join(labels)} LoRAs: {', '.join(names)}" for names, labels in groups.items())
+        raise ParseError(f"{where}: unknown preset {name!r}{suggest(name, self.names())}",
+                         f"use a preset of the LoRA's architecture ({listed}), or a list of 12/17/20/26/61 numbers")
 
     def lbw_entries(self, name: str, arch: Architecture, where: str) -> tuple[Entry, ...]:
         """The preset's entries for a LoRA of `arch`: a user's list of a fitting length first, then
         the default's full table for the family."""
-        self.check_name(name, where)
+        self.check_name(name, where, arch)
         user = self.lbw.get(name, {})
         for n in counts_for(arch):
             if n in user:

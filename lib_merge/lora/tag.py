@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass, replace
 from typing import Union
 
+from ..arch.blocks import Architecture
 from ..errors import ParseError, suggest
 from .elemental import ElementRule
 from .entries import Entry, fmt, format_entries, parse_entries, parse_number, uses_random, uses_x
@@ -53,12 +54,13 @@ class TagMatch:
     text: str
 
 
-def parse_tag(text: str, presets: PresetBook = DEFAULT_BOOK) -> LoraTag:
-    """`<lora:...>` (or `<lyco:...>`) exactly."""
+def parse_tag(text: str, presets: PresetBook = DEFAULT_BOOK, arch: Architecture | None = None) -> LoraTag:
+    """`<lora:...>` (or `<lyco:...>`) exactly. With `arch` (the model's, when known), a bad preset
+    name is reported with the presets of that architecture only."""
     m = _TAG.fullmatch(text.strip())
     if not m:
         raise ParseError(f"{text.strip()[:60]!r} is not a LoRA tag", "write <lora:NAME:1> or <lora:NAME:1:1:lbw=ALL>")
-    return _parse_body(m.group(2), text.strip(), presets)
+    return _parse_body(m.group(2), text.strip(), presets, arch=arch)
 
 
 def parse_spec(text: str, presets: PresetBook = DEFAULT_BOOK) -> LoraTag:
@@ -85,7 +87,8 @@ def _split(body: str, drive: bool) -> list[str]:
     return body.split(":")
 
 
-def _parse_body(body: str, where: str, presets: PresetBook, drive: bool = False) -> LoraTag:
+def _parse_body(body: str, where: str, presets: PresetBook, drive: bool = False,
+                arch: Architecture | None = None) -> LoraTag:
     items = _split(body, drive)
     name = items[0].strip()
     if not name:
@@ -135,7 +138,7 @@ def _parse_body(body: str, where: str, presets: PresetBook, drive: bool = False)
     start, stop = _steps(named, where)
     x = _num(named["x"], where, "x=") if "x" in named else None
     seed = _int(named["seed"], where, "seed=") if "seed" in named else None
-    lbw = _lbw(named["lbw"], where, presets) if "lbw" in named else None
+    lbw = _lbw(named["lbw"], where, presets, arch) if "lbw" in named else None
     lbwe = None
     if "lbwe" in named:
         lbwe = named["lbwe"]
@@ -200,14 +203,14 @@ def _steps(named: dict[str, str], where: str) -> tuple[int | None, int | None]:
     return start, stop
 
 
-def _lbw(value: str, where: str, presets: PresetBook) -> Lbw:
+def _lbw(value: str, where: str, presets: PresetBook, arch: Architecture | None) -> Lbw:
     if not value:
         raise ParseError(f"{where}: lbw= is empty", "give a preset name such as ALL or 12/17/20/26 numbers")
     if "," in value or _is_entry(value):
         entries = parse_entries(value, f"{where} lbw")
         check_count(len(entries), f"{where} lbw")
         return entries
-    presets.check_name(value, where)
+    presets.check_name(value, where, arch)
     return value
 
 

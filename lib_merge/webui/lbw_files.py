@@ -95,7 +95,7 @@ def check_tag(text: str, arch_id: str, presets: PresetBook) -> dict:
     if arch_id not in ARCHITECTURES:
         raise ParseError(f"unknown architecture {arch_id!r}", f"use one of {', '.join(ARCHITECTURES)}")
     arch = ARCHITECTURES[arch_id]
-    tag = parse_tag(text.strip(), presets)
+    tag = parse_tag(text.strip(), presets, arch)
     r = resolve(tag, arch, presets)
     counts = [n for n, lay in LAYOUTS.items() if (lay.family == "sdxl") == (arch.id == "sdxl")]
     return {

@@ -95,7 +95,7 @@ def validate(texts: Iterable[str], arch: Architecture | None, presets: PresetBoo
     """Parse and resolve each tag against the model's architecture; the first problem raises."""
     tags = []
     for text in texts:
-        tag = parse_tag(text, presets)
+        tag = parse_tag(text, presets, arch)
         if arch is None:
             raise ParseError(f"{text}: block weights need an SD1, SD2, SDXL or Flux model",
                              "remove lbw=/lbwe=/start=/stop= from the tag, or load an SD1/SD2/SDXL/Flux checkpoint")
