@@ -5,6 +5,7 @@ buffers the caller owns and reuses, which is what keeps a merge's memory at a fe
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -205,12 +206,16 @@ class SafetensorsWriter:
     """Writes the header first, then tensor bytes in header order, straight to an open file."""
 
     def __init__(self, f: BinaryIO, entries: list[tuple[str, str, tuple[int, ...]]], metadata: Mapping[str, str] | None,
-                 header_size: int = 0):
-        """`header_size`: reserve that many bytes for the header (see `rewrite_metadata`)."""
+                 header_size: int = 0, *, hash_output: bool = False):
+        """`header_size`: reserve that many bytes for the header (see `rewrite_metadata`).
+        `hash_output`: compute the file's sha256 from the bytes as they are written (`sha256()`), so
+        whoever needs it does not read the file again."""
         self._f = f
         self._entries = entries
         head, offsets = header_bytes(entries, metadata, header_size)
         self.header_len = len(head)
+        self._head = head
+        self._sha = hashlib.sha256(head) if hash_output else None
         f.write(head)
         self._pos = len(head)
         self._writeback = Writeback(file_descriptor(f), 0)
@@ -238,6 +243,8 @@ class SafetensorsWriter:
         if len(mv) > self._left:
             raise RuntimeError(f"too many bytes for {key!r}")
         self._f.write(mv)
+        if self._sha is not None:
+            self._sha.update(mv)
         self._pos += len(mv)
         self._writeback.advance(self._pos)
         self._left -= len(mv)
@@ -247,11 +254,22 @@ class SafetensorsWriter:
         if self._i != len(self._order):
             raise RuntimeError(f"output incomplete: {self._order[self._i]!r} was never written")
 
+    def sha256(self) -> str | None:
+        """The sha256 of the whole file as written (header and every tensor), or None: not asked for
+        (`hash_output`), the output incomplete, or the header rewritten after data followed it."""
+        if self._sha is None or self._i != len(self._order):
+            return None
+        return self._sha.hexdigest()
+
     def rewrite_metadata(self, metadata: Mapping[str, str] | None) -> None:
         """Overwrite the header in place with new metadata, padded to the size first written (the
         tensors stay where they are). For values only known at the end, e.g. the inputs' sha256
         computed from the merge's own reads. The file must be seekable."""
         head, _ = header_bytes(self._entries, metadata, self.header_len)
+        if head == self._head:
+            return  # the header written first was final already: nothing to change, the digest holds
+        self._head = head
+        self._sha = None  # the bytes hashed began with the old header: the digest is unknown now
         end = self._f.tell()
         self._f.seek(0)
         self._f.write(head)

@@ -29,7 +29,7 @@ from ..io.atomic import atomic_write, check_output, shorten
 from ..io.hashing import HashCache, StreamHasher
 from ..io.models import open_model, read_shapes
 from . import keymap
-from ..io.safetensors_io import SafetensorsReader, SafetensorsWriter, itemsize
+from ..io.safetensors_io import SafetensorsReader, SafetensorsWriter, header_bytes, itemsize
 from .plan import MergePlan, build_plan
 from .presets import PresetBook
 from .provenance import file_metadata, models_for, placeholders
@@ -48,6 +48,7 @@ class MergeResult:
     plan: MergePlan
     hashes: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    sha256: str | None = None  # the output file's, from the bytes as written (`hash_output`), else None
 
 
 def plan_merge(recipe: Recipe, presets: PresetBook | None = None) -> MergePlan:
@@ -62,10 +63,14 @@ def plan_merge(recipe: Recipe, presets: PresetBook | None = None) -> MergePlan:
 def merge(recipe: Recipe, output: str | MutableMapping[str, torch.Tensor] | None = None, *,
           overwrite: bool = False, progress: Progress | None = None, cancel: CancelToken | None = None,
           hash_cache: HashCache | None = None, presets: PresetBook | None = None,
-          hash_models: bool = True, key_map_name: str | None = None) -> MergeResult:
+          hash_models: bool = True, key_map_name: str | None = None, hash_output: bool = False) -> MergeResult:
     """Merge as the recipe says, into a file (`output` a path), a dict (`output` a mapping, e.g. to
     load into a running webui) or a new dict (`output` None). `key_map_name`: the map's name to record
-    when it differs from its file's (replay found the recorded map under another name)."""
+    when it differs from its file's (replay found the recorded map under another name).
+    `hash_output`: the output file's sha256 in `MergeResult.sha256` (and the hash cache), computed
+    from the bytes as they are written. That needs the header's final bytes first: when the inputs'
+    digests are known up front (hash cache, the webui's cache) it is; when one comes from the merge's
+    own reads, the header is rewritten at the end and `sha256` is None (hash the file then)."""
     t0 = time.perf_counter()
     to_file = isinstance(output, str)
     if to_file:
@@ -96,6 +101,7 @@ def merge(recipe: Recipe, output: str | MutableMapping[str, torch.Tensor] | None
             meta["_quantization_metadata"] = qmeta
         return meta
 
+    out_sha: str | None = None
     threads_before = torch.get_num_threads()
     torch.set_num_threads(1)  # measured: on a shared 2-core box one intra-op thread is fastest
     try:
@@ -104,14 +110,26 @@ def merge(recipe: Recipe, output: str | MutableMapping[str, torch.Tensor] | None
             entries = [(k.key, k.out_dtype, k.shape) for k in plan.keys]
             with atomic_write(output, overwrite, inputs=paths, size=size) as f:
                 # placeholders for the digests: the real ones never make the header longer
-                # (provenance.placeholders), and the header is padded to the size written first
-                writer = SafetensorsWriter(f, entries, metadata(placeholders(len(paths))))
+                # (provenance.placeholders), and the header is padded to the size written first.
+                # Digests all known up front go in at once, padded to that same size: the same bytes
+                # the rewrite would leave, and a header final from the start (see hash_output).
+                first = metadata(placeholders(len(paths)))
+                known = hashing.known if hashing else []
+                if hashing and all(k is not None for k in known):
+                    room = len(header_bytes(entries, first)[0])
+                    writer = SafetensorsWriter(f, entries, metadata(list(known)), room, hash_output=hash_output)
+                else:
+                    writer = SafetensorsWriter(f, entries, first, hash_output=hash_output and not hashing)
                 pipeline.run(plan, sources, pipeline.FileSink(writer), ctx_stats, progress, cancel)
                 writer.finish()
                 hashes = hashing.finish() if hashing else []
                 meta = metadata(hashes)
                 if hash_models:
                     writer.rewrite_metadata(meta)  # before atomic_write's fsync and rename
+                out_sha = writer.sha256()
+            cache = hashing.cache if hashing else hash_cache
+            if out_sha is not None and cache is not None:  # as if hashed from the file: shared with the webui's
+                cache.store(output, out_sha, os.stat(output))
             sd = None
         else:
             sd = output if output is not None else {}
@@ -122,7 +140,7 @@ def merge(recipe: Recipe, output: str | MutableMapping[str, torch.Tensor] | None
         torch.set_num_threads(threads_before)
         for s in sources:
             s.close()
-    return MergeResult(output if to_file else None, sd, meta, plan, hashes, time.perf_counter() - t0)
+    return MergeResult(output if to_file else None, sd, meta, plan, hashes, time.perf_counter() - t0, out_sha)
 
 
 class _Hashing:

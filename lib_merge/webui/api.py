@@ -91,10 +91,14 @@ def merge_route(body: Mapping[str, Any], deps: Deps) -> dict[str, Any]:
     book = MergePresetBook.from_file(presets_file if os.path.isfile(presets_file) else None)
     cache = deps.hash_cache or HashCache()
     with deps.lock():
-        result = merge(recipe, path, overwrite=bool(body.get("overwrite", False)), hash_cache=cache, presets=book)
+        result = merge(recipe, path, overwrite=bool(body.get("overwrite", False)), hash_cache=cache, presets=book,
+                       hash_output=True)
         deps.refresh()
     out = result.output or path
-    return {"output": out, "name": model_name(out), "sha256": cache.sha256(out), "legacy_hash": legacy_hash(out),
+    # the output's sha256 from the bytes as written; a second pass over the file only when the merge
+    # could not (an input's digest came from the merge's own reads, so the header was rewritten last)
+    digest = result.sha256 or cache.sha256(out)
+    return {"output": out, "name": model_name(out), "sha256": digest, "legacy_hash": legacy_hash(out),
             "model_hashes": result.hashes, "architecture": result.plan.arch.id,
             "seconds": round(result.seconds, 3), "notes": list(result.plan.notes)}
 
