@@ -37,3 +37,44 @@ def sys_path() -> None:
     """Make `lib_merge` importable from a bench script run from anywhere."""
     if REPO not in sys.path:
         sys.path.insert(0, REPO)
+
+
+GEN_CHUNK = 1 << 22  # elements per random chunk when generating inputs (16 MiB float32)
+
+
+def write_random(path: str, ents, meta, seed: int, fixed=None) -> None:
+    """Write a checkpoint of random N(0, 0.05) values in each tensor's dtype, tensor by tensor in
+    GEN_CHUNK chunks from one generator seeded with `seed`, through reused buffers; fsync'd (no dirty
+    pages left to be written back during the timings) and renamed into place. `fixed(key, dtype, n)`:
+    the tensor to write instead of random values (position ids, fp8 scales), or None for random."""
+    sys_path()
+    import math
+
+    import torch
+
+    from lib_merge.io.safetensors_io import DTYPES, SafetensorsWriter
+    torch.set_num_threads(1)
+    g = torch.Generator().manual_seed(seed)
+    fbuf = torch.empty(GEN_CHUNK, dtype=torch.float32)
+    outs: dict[str, torch.Tensor] = {}  # one chunk buffer per dtype written
+    tmp = path + ".partial"
+    with open(tmp, "wb") as f:
+        w = SafetensorsWriter(f, ents, meta)
+        for key, dtype, shape in ents:
+            n = math.prod(shape)
+            t = fixed(key, dtype, n) if fixed else None
+            if t is not None:
+                w.write(key, t)
+                continue
+            for s in range(0, n, GEN_CHUNK):
+                c = min(GEN_CHUNK, n - s)
+                out = outs.get(dtype)
+                if out is None:
+                    out = outs[dtype] = torch.empty(GEN_CHUNK, dtype=DTYPES[dtype])
+                fbuf[:c].normal_(0.0, 0.05, generator=g)
+                out[:c].copy_(fbuf[:c])
+                w.write(key, out[:c])
+        w.finish()
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)

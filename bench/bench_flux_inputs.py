@@ -22,9 +22,8 @@ import shutil
 import sys
 import time
 
-from bench_common import sys_path
+from bench_common import sys_path, write_random
 
-GEN_CHUNK = 1 << 22
 DTYPES = {"fp8": "F8_E4M3", "bf16": "BF16"}
 
 
@@ -53,31 +52,13 @@ def size_of(ents, meta) -> int:
 
 
 def generate(path: str, ents, meta, seed: int) -> None:
+    """Write one random transformer (bench_common.write_random). A per-tensor scale (F32) is 0.002:
+    fp8 values of std 0.05 / 0.002 stand for weights of std ~1e-4."""
     import torch
 
-    from lib_merge.io.safetensors_io import DTYPES as TORCH, SafetensorsWriter
-    torch.set_num_threads(1)
-    g = torch.Generator().manual_seed(seed)
-    fbuf = torch.empty(GEN_CHUNK, dtype=torch.float32)
-    out = torch.empty(GEN_CHUNK, dtype=TORCH[ents[0][1]])
-    one = torch.empty(1, dtype=torch.float32)
-    tmp = path + ".partial"
-    with open(tmp, "wb") as f:
-        w = SafetensorsWriter(f, ents, meta)
-        for key, dtype, shape in ents:
-            n = math.prod(shape)
-            if dtype == "F32":  # a per-tensor scale: fp8 values of std 0.05 / 0.002 stand for weights of std ~1e-4
-                w.write(key, one.fill_(0.002))
-                continue
-            for s in range(0, n, GEN_CHUNK):
-                c = min(GEN_CHUNK, n - s)
-                fbuf[:c].normal_(0.0, 0.05, generator=g)
-                out[:c].copy_(fbuf[:c])
-                w.write(key, out[:c])
-        w.finish()
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    def scales(key: str, dtype: str, n: int):
+        return torch.full((1,), 0.002, dtype=torch.float32) if dtype == "F32" else None
+    write_random(path, ents, meta, seed, scales)
 
 
 def main(argv: list[str] | None = None) -> int:

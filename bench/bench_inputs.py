@@ -9,9 +9,7 @@ import subprocess
 import sys
 import time
 
-from bench_common import ARCHS, HERE, sys_path
-
-GEN_CHUNK = 1 << 22  # elements per randn chunk when generating (16 MiB float32)
+from bench_common import ARCHS, HERE, sys_path, write_random
 
 def entries_of(arch: str) -> list[tuple[str, str, tuple[int, ...]]]:
     """(key, dtype name, shape) of every tensor of a real-size checkpoint, in table order."""
@@ -40,36 +38,16 @@ def expected_size(arch: str, seed: int) -> int:
 
 
 def generate(arch: str, seed: int, path: str) -> None:
-    """Write one random checkpoint, tensor by tensor, with two reused chunk buffers."""
+    """Write one random fp16 checkpoint (bench_common.write_random; position ids 0..n-1)."""
     if arch == "flux":
         from bench_flux_inputs import generate as generate_flux
         generate_flux(path, entries_of(arch), gen_metadata(arch, seed), seed)
         return
-    sys_path()
     import torch
-    from lib_merge.io.safetensors_io import SafetensorsWriter
-    torch.set_num_threads(1)
-    ents = entries_of(arch)
-    g = torch.Generator().manual_seed(seed)
-    fbuf = torch.empty(GEN_CHUNK, dtype=torch.float32)
-    hbuf = torch.empty(GEN_CHUNK, dtype=torch.float16)
-    tmp = path + ".partial"
-    with open(tmp, "wb") as f:
-        w = SafetensorsWriter(f, ents, gen_metadata(arch, seed))
-        for key, dtype, shape in ents:
-            n = math.prod(shape)
-            if dtype == "I64":  # position_ids: 0..n-1, as in real checkpoints
-                w.write(key, torch.arange(n, dtype=torch.int64))
-                continue
-            for s in range(0, n, GEN_CHUNK):
-                c = min(GEN_CHUNK, n - s)
-                fbuf[:c].normal_(0.0, 0.05, generator=g)
-                hbuf[:c].copy_(fbuf[:c])
-                w.write(key, hbuf[:c])
-        w.finish()
-        f.flush()
-        os.fsync(f.fileno())  # no dirty pages left to be written back during the timings
-    os.replace(tmp, path)
+
+    def position_ids(key: str, dtype: str, n: int):  # 0..n-1, as in real checkpoints
+        return torch.arange(n, dtype=torch.int64) if dtype == "I64" else None
+    write_random(path, entries_of(arch), gen_metadata(arch, seed), seed, position_ids)
 
 
 def input_paths(workdir: str, arch: str, names: str = "ABC") -> list[str]:
