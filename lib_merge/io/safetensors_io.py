@@ -250,6 +250,10 @@ class SafetensorsWriter:
         self._left -= len(mv)
         self._skip_empty()
 
+    def drop_behind(self) -> None:
+        """Evict the written bytes from the page cache as they reach the disk (io/writeback.py)."""
+        self._writeback.drop_behind()
+
     def finish(self) -> None:
         if self._i != len(self._order):
             raise RuntimeError(f"output incomplete: {self._order[self._i]!r} was never written")

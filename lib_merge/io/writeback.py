@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import os
 import sys
 
 STEP = 32 << 20  # bytes per write-out request
 LAG = 1 << 20  # stay this far behind the position: bytes still in the file object's buffer are not in the kernel yet
 SYNC_FILE_RANGE_WRITE = 2  # linux/fs.h: start write-out of dirty pages not already under write-out
+SYNC_FILE_RANGE_WAIT = 1 | 2 | 4  # WAIT_BEFORE | WRITE | WAIT_AFTER: the stretch is on disk when it returns
 
 
 def _libc_call():
@@ -42,6 +44,14 @@ class Writeback:
     def __init__(self, fd: int | None, start: int = 0):
         self.fd = fd if _SYNC_FILE_RANGE is not None else None
         self.done = start
+        # drop behind: each stretch, once on disk, leaves the page cache (see `drop_behind`)
+        self.drop = False
+        self._written: tuple[int, int] | None = None  # the stretch whose write-out was asked for last
+
+    def drop_behind(self) -> None:
+        """Evict each finished stretch from the page cache once it is on disk, one stretch behind
+        the write-out: for an output that would otherwise push the inputs out of a full cache."""
+        self.drop = hasattr(os, "posix_fadvise")
 
     def advance(self, pos: int) -> None:
         pos -= LAG
@@ -50,6 +60,16 @@ class Writeback:
         if _SYNC_FILE_RANGE(self.fd, self.done, pos - self.done, SYNC_FILE_RANGE_WRITE) != 0:
             self.fd = None  # EINVAL/ESPIPE/...: not a regular file on a filesystem that supports it
             return
+        if self.drop and self._written is not None:
+            # the stretch before this one has had a whole stretch's time to reach the disk: wait for
+            # what is left of it, then evict it (DONTNEED drops clean pages only)
+            first, end = self._written
+            try:
+                if _SYNC_FILE_RANGE(self.fd, first, end - first, SYNC_FILE_RANGE_WAIT) == 0:
+                    os.posix_fadvise(self.fd, first, end - first, os.POSIX_FADV_DONTNEED)
+            except OSError:
+                self.drop = False
+        self._written = (self.done, pos)
         self.done = pos
 
 

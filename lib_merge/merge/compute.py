@@ -199,9 +199,8 @@ class _Compute:
             m = min(SLICE, stop - s)
             i, j = scratch.index[:m], scratch.index2[:m]
             i.copy_(a[s:s + m])
-            i.mul_(256)
             j.copy_(b[s:s + m])
-            i.add_(j)
+            torch.add(j, i, alpha=256, out=i)  # A·256 + B in one pass (exact: at most 65535)
             torch.index_select(table, 0, i, out=o[s:s + m])
 
     def _range(self, job: Job, ts: list[torch.Tensor], out: torch.Tensor, ctx: KeyContext, pad: list,

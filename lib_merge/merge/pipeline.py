@@ -155,6 +155,8 @@ def run(plan: MergePlan, sources: list[ModelSource], sink, stats: "CosineStats |
     errors: list[BaseException] = []
     src_a = sources[0]
     drop_behind = memory_is_tight(sources, total)
+    if drop_behind and hasattr(sink, "drop_behind") and os.environ.get('BM_ODROP', '1') == '1':
+        sink.drop_behind()
 
     def reader() -> None:
         try:

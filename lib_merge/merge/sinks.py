@@ -19,6 +19,9 @@ class FileSink:
         if data.numel():
             self.writer.write(job.kp.key, data)
 
+    def drop_behind(self) -> None:
+        self.writer.drop_behind()
+
 
 class DictSink:
     """Fills a dict. A tensor already under a key with the right shape and dtype (a previous merge
