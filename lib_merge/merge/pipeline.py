@@ -154,8 +154,12 @@ def run(plan: MergePlan, sources: list[ModelSource], sink, stats: "CosineStats |
     out_pool = _Pool(DEPTH + 2, CHUNK * 4)
     errors: list[BaseException] = []
     src_a = sources[0]
+    # files that do not fit in the page cache together: each input range is evicted once read and
+    # each output stretch once on disk. Measured (real-size SDXL, 3 x 6.9 GB in, 24 GiB RAM), evicting
+    # the output too took add difference from 13.4-13.7 s to 10.9-12.0 s and train difference from
+    # 13.7-19.4 s to 11.6-15.7 s: the kernel no longer reclaims under pressure, and the fsync is short
     drop_behind = memory_is_tight(sources, total)
-    if drop_behind and hasattr(sink, "drop_behind") and os.environ.get('BM_ODROP', '1') == '1':
+    if drop_behind and isinstance(sink, FileSink):
         sink.drop_behind()
 
     def reader() -> None:
