@@ -107,3 +107,27 @@ def test_writer_digest_and_header_rewrite():
     plain = SafetensorsWriter(io.BytesIO(), entries[:1], None)
     plain.write("a", a)
     assert plain.sha256() is None  # not asked for
+
+
+def test_the_webui_gets_the_new_checkpoints_digest_and_does_not_hash_it_on_load(webui, monkeypatch):
+    """Inputs the webui has hashed (so the digest comes from the writer): the new checkpoint's sha256
+    lands in the webui's own cache under its title (seen missing in a real A1111 1.10.1 before), so the
+    webui's `sha256()` on loading it answers from the cache instead of reading the file."""
+    import json
+    from lib_merge.webui.api import merge_route, webui_deps
+    names = sd_models(webui)
+    hashes = __import__("modules.hashes", fromlist=["x"])
+    for n in names:  # the webui hashed both inputs itself (it does when it loads or lists them)
+        p = os.path.join(webui.models_dir, f"{n}.safetensors")
+        hashes.sha256(p, f"checkpoint/{n}.safetensors")
+    target = os.path.join(webui.models_dir, "mix.safetensors")
+    no_rehash_of(monkeypatch, target)
+    out = merge_route({"recipe": {"models": names, "alpha": 0.3, "alpha_blocks": "GRAD_V"}, "output": "mix"},
+                      webui_deps())
+    assert out["sha256"] == file_sha(target)
+    with open(os.path.join(webui.tmp, "cache.json"), encoding="utf8") as f:
+        saved = json.load(f)["hashes"]
+    assert saved["checkpoint/mix.safetensors"] == {"mtime": os.path.getmtime(target), "sha256": out["sha256"]}
+    before = list(hashes.computed)
+    assert hashes.sha256(target, "checkpoint/mix.safetensors") == out["sha256"]
+    assert hashes.computed == before  # answered from the cache: the file was not read

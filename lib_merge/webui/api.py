@@ -98,6 +98,10 @@ def merge_route(body: Mapping[str, Any], deps: Deps) -> dict[str, Any]:
     # the output's sha256 from the bytes as written; a second pass over the file only when the merge
     # could not (an input's digest came from the merge's own reads, so the header was rewritten last)
     digest = result.sha256 or cache.sha256(out)
+    if result.sha256:
+        # stored again now that the webui lists the new checkpoint: the webui's own cache takes it under
+        # its title only then, and loading the merged model will not hash the whole file
+        cache.store(out, result.sha256, os.stat(out))
     return {"output": out, "name": model_name(out), "sha256": digest, "legacy_hash": legacy_hash(out),
             "model_hashes": result.hashes, "architecture": result.plan.arch.id,
             "seconds": round(result.seconds, 3), "notes": list(result.plan.notes)}
