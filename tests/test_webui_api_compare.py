@@ -104,3 +104,31 @@ def test_merge_route_key_map_field(webui, capsys):
     with SafetensorsReader(out["output"]) as r:
         rec = json.loads(r.metadata["sd_merge_recipe"])
     assert rec["key_map"] == "ssd.map.json" and len(rec["key_map_sha256"]) == 64
+
+
+def test_compare_route_key_map_field(webui, capsys):
+    """A pruned SDXL compared with the model it was pruned from: by name, the shifted layers differ
+    (and a note says to pass "key_map"); through the map every layer is the one it came from, so every
+    cell's cosine is 1. A map that is not there is an error about "key_map"."""
+    from lib_merge.webui.api import compare_route, error_body
+    base = synth.state_dict("sdxl", seed=3, dtype=torch.float32)
+    d = webui.models_dir
+    for name, sd in (("pruned", prune(base, noise=0.0)), ("base", base)):  # kept layers exactly as they were
+        save_tensors(os.path.join(d, f"{name}.safetensors"), sd)
+    webui.sd_models.list_models()
+    assert main(["map", os.path.join(d, "pruned.safetensors"), os.path.join(d, "base.safetensors"),
+                 "-o", os.path.join(d, "ssd.map.json")]) == 0
+    capsys.readouterr()
+    by_name = compare_route({"models": ["pruned", "base"], "heatmap": False}, deps(webui))
+    assert any('"key_map"' in n and "--key-map" not in n for n in by_name["notes"]), by_name["notes"]
+    cos = [c["cosine"] for row in by_name["pairs"]["A vs B"]["cells"].values() for c in row.values()]
+    assert min(cos) < 0.99  # same names, other layers
+    mapped = compare_route({"models": ["pruned", "base"], "heatmap": False, "key_map": "ssd.map.json"}, deps(webui))
+    assert not any("key_map" in n for n in mapped["notes"])
+    cells = mapped["pairs"]["A vs B"]["cells"]
+    cos = [c["cosine"] for row in cells.values() for c in row.values()]
+    assert cos and all(v == pytest.approx(1.0, abs=1e-6) for v in cos)
+    with pytest.raises(MergeError) as e:
+        compare_route({"models": ["pruned", "base"], "key_map": "nope.json"}, deps(webui))
+    err = error_body(e.value)
+    assert '"key_map" nope.json not found' in err["error"] and err["fields"] == ["key_map"] and "Fix:" in err["error"]

@@ -125,20 +125,29 @@ def compare_route(body: Mapping[str, Any], deps: Deps) -> dict[str, Any]:
     if not isinstance(models, (list, tuple)) or not 2 <= len(models) <= 3:
         raise _about(RecipeError('"models" needs 2 or 3 checkpoints', 'send "models": ["model A", "model B"] as the '
                                  "webui lists them"), "models")
-    unknown = set(body) - {"models", "heatmap"}
+    unknown = set(body) - {"models", "heatmap", "key_map"}
     if unknown:
-        raise _about(RecipeError(f"unknown field(s): {', '.join(sorted(unknown))}", 'use "models" and "heatmap"'),
-                     *sorted(unknown))
+        raise _about(RecipeError(f"unknown field(s): {', '.join(sorted(unknown))}",
+                                 'use "models", "heatmap" and "key_map"'), *sorted(unknown))
     heatmap = body.get("heatmap", True)
     if not isinstance(heatmap, bool):
         raise _about(RecipeError('"heatmap" is not true or false', 'send "heatmap": true or false'), "heatmap")
     from ..merge.compare import compare
+    from ..merge.keymap import KeyMapError, find_map
     try:
         paths = [deps.resolve_model(str(m)) for m in models]
-        result = compare(paths)
+    except MergeError as e:
+        raise _about(e, "models") from None
+    try:
+        # a pruned SDXL A (SSD-1B, Vega): B and C read through the map, found as the merge route finds it
+        key_map = find_map(str(body["key_map"]), _folders(paths[0], deps.output_dir())) if body.get("key_map") else None
+        result = compare(paths, key_map=key_map)
+    except KeyMapError as e:
+        raise _about(e, "key_map") from None
     except MergeError as e:
         raise _about(e, "models") from None
     out = result.to_json()
+    out["notes"] = [for_surface(n, Surface.REST) for n in out.get("notes", [])]  # "--key-map" as the field name
     if heatmap:
         import base64
         import io
