@@ -238,3 +238,49 @@ def test_key_map_picker_lists_maps_and_merges_through_one(tmp_path):
     with SafetensorsReader(os.path.join(str(d), "through_map.safetensors")) as r:
         rec = json.loads(r.metadata["sd_merge_recipe"])
     assert rec["key_map"] == "ssd.json" and len(rec["key_map_sha256"]) == 64
+
+
+def test_compare_goes_through_the_picked_key_map(tmp_path):
+    """Compare a pruned SDXL with the model it was pruned from (kept layers unchanged): by name the
+    shifted layers differ and the note says to pick a key map, in the tab's words; through the picked
+    map every layer is the one it came from, so every cosine in the table is 1.0000."""
+    from lib_merge.cli import main
+    from lib_merge.io.safetensors_io import save_tensors
+    from tests import synth
+    from tests.test_keymap import prune
+    from tests.test_ui_build import WebuiLikeHost
+    d = tmp_path / "maps"
+    d.mkdir()
+    base = synth.state_dict("sdxl", seed=3)
+    for name, sd in (("pruned", prune(base, noise=0.0)), ("base", base)):
+        save_tensors(str(d / f"{name}.safetensors"), sd)
+    assert main(["map", str(d / "pruned.safetensors"), str(d / "base.safetensors"), "-o", str(d / "ssd.json")]) == 0
+    demo = build_app(WebuiLikeHost(str(d)), TabState(data_dir=str(tmp_path / "data")))
+    ids = {b.elem_id: b for b in demo.blocks.values() if getattr(b, "elem_id", None)}
+    form = {ids["blockmerge_model_a"]: "pruned.safetensors", ids["blockmerge_model_b"]: "base.safetensors"}
+    (out,) = fire(demo, ids["blockmerge_compare_run"], "click", form)
+    status, _, table = out
+    assert status.startswith("✓") and "transformer layers" in status and "pick a map in Key map" in status, status
+    assert "--key-map" not in status
+    cosines = _cosine_cells(table)
+    assert cosines and min(cosines) < 0.99, table
+    (out,) = fire(demo, ids["blockmerge_compare_run"], "click", {**form, ids["blockmerge_key_map"]: "ssd.json"})
+    status, _, table = out
+    assert status.startswith("✓") and "transformer layers" not in status, status
+    cosines = _cosine_cells(table)
+    assert len(cosines) > 50 and all(c == 1.0 for c in cosines), table
+    (out,) = fire(demo, ids["blockmerge_compare_run"], "click", {**form, ids["blockmerge_key_map"]: "gone.json"})
+    assert "gone.json not found" in out[0] and "Fix:" in out[0], out[0]
+
+
+def _cosine_cells(table: str) -> list[float]:
+    """The numbers of the table's "A vs B: cosine similarity" section (a header line, then one row
+    per block, up to the first blank line)."""
+    lines = table.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("A vs B: cosine similarity"))
+    out = []
+    for line in lines[start + 2:]:
+        if not line.strip():
+            break
+        out += [float(x) for x in line.split()[1:] if x != "-"]
+    return out

@@ -15,6 +15,7 @@ from typing import Any
 import gradio as gr
 
 from ..errors import MergeError
+from ..wording import Surface, for_surface
 from .actions import Throttled
 from .events import Handlers, md_escape
 from .form import map_folders
@@ -63,27 +64,31 @@ def render_compare(ui: Any, h: Handlers) -> None:
         ui.w["compare_table"] = gr.Textbox("", lines=12, max_lines=60, label="Table", interactive=False,
                                            elem_id="blockmerge_compare_table")
 
-    def run(progress=gr.Progress(), a: Any = None, b: Any = None, c: Any = None) -> list:
-        return compare_models(h, progress, a, b, c)
-    ui.w["compare_run"].click(run, inputs=[ui.c["model_a"], ui.c["model_b"], ui.c["model_c"]],
+    def run(progress=gr.Progress(), a: Any = None, b: Any = None, c: Any = None, km: Any = None) -> list:
+        return compare_models(h, progress, a, b, c, km)
+    ui.w["compare_run"].click(run, inputs=[ui.c["model_a"], ui.c["model_b"], ui.c["model_c"], ui.c["key_map"]],
                               outputs=[ui.w["compare_status"], ui.w["compare_image"], ui.w["compare_table"]])
 
 
-def compare_models(h: Handlers, progress: Any, a: str | None, b: str | None, c: str | None) -> list:
-    """[status, heatmap image, table] for the picked models (the progress bar while it reads)."""
+def compare_models(h: Handlers, progress: Any, a: str | None, b: str | None, c: str | None,
+                   key_map: str | None = None) -> list:
+    """[status, heatmap image, table] for the picked models (the progress bar while it reads); a pruned
+    SDXL A is compared through the key map picked for the merge, if any."""
     from ..merge.compare import compare, format_table
+    from ..merge.keymap import find_map
     from ..xy.heatmap import draw_heatmap
     try:
         if not a or not b:
             raise MergeError("compare needs model A and model B", "pick both (and model C to compare it too)")
         paths = [h.host.checkpoint_path(m) for m in (a, b, c) if m]
+        km = find_map(str(key_map).strip(), map_folders(paths[0], h.host)) if key_map and str(key_map).strip() else None
         cb = Throttled(lambda done, total, what: progress(done / total if total else 0, desc=what))
         with h.state.running() as token:
-            result = compare(paths, progress=cb, cancel=token)
+            result = compare(paths, progress=cb, cancel=token, key_map=km)
         image = draw_heatmap(result).image
     except Exception as e:  # noqa: BLE001 - shown in the section (bugs logged by fail())
         return [h.fail(e), gr.update(), gr.update()]
     names = ", ".join(os.path.basename(p) for p in paths)
     status = f"✓ Compared {md_escape(names)} ({md_escape(result.arch_label)}) in {result.seconds:.1f} s."
-    status += "".join(f"\n\n- {md_escape(n)}" for n in result.notes)
+    status += "".join(f"\n\n- {md_escape(for_surface(n, Surface.TAB))}" for n in result.notes)
     return [status, image, format_table(result)]
