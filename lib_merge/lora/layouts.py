@@ -48,9 +48,12 @@ def family(arch: Architecture | FluxArchitecture) -> str:
     return "sdxl" if arch.id == "sdxl" else "sd"
 
 
+FAMILY_COUNTS: dict[str, tuple[int, ...]] = {"sdxl": (12, 20, 26), "sd": (17, 26), "flux": (61,)}
+
+
 def counts_for(arch: Architecture | FluxArchitecture) -> tuple[int, ...]:
     """The list lengths a LoRA of this architecture accepts."""
-    return {"sdxl": (12, 20, 26), "sd": (17, 26), "flux": (61,)}[family(arch)]
+    return FAMILY_COUNTS[family(arch)]
 
 
 def describe_counts(arch: Architecture | FluxArchitecture) -> str:

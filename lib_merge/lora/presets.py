@@ -17,7 +17,7 @@ from ..arch.blocks import Architecture
 from ..errors import ParseError, suggest
 from .elemental import ElementRule, parse_lbwe_text
 from .entries import Entry, Kind, format_entries, parse_entries
-from .layouts import BLOCKS20, BLOCKS26, LAYOUTS, article, check_count, counts_for, describe_counts, family
+from .layouts import BLOCKS20, BLOCKS26, FAMILY_COUNTS, LAYOUTS, article, check_count, counts_for, describe_counts, family
 
 log = logging.getLogger("lib_merge")
 
@@ -112,7 +112,7 @@ class PresetBook:
         return self._family_names(family(arch))
 
     def _family_names(self, fam: str) -> list[str]:
-        counts = {"sd": (17, 26), "sdxl": (12, 20, 26), "flux": (61,)}[fam]
+        counts = FAMILY_COUNTS[fam]
         return sorted({n for n, d in _DEFAULTS.items() if fam in d} |
                       {n for n, by in self.lbw.items() if any(c in by for c in counts)})
 

@@ -67,8 +67,8 @@ def merge(recipe: Recipe, output: str | MutableMapping[str, torch.Tensor] | None
     """Merge as the recipe says, into a file (`output` a path), a dict (`output` a mapping, e.g. to
     load into a running webui) or a new dict (`output` None). `key_map_name`: the map's name to record
     when it differs from its file's (replay found the recorded map under another name).
-    `hash_output`: the output file's sha256 in `MergeResult.sha256` (and the hash cache), computed
-    from the bytes as they are written. That needs the header's final bytes first: when the inputs'
+    `hash_output`: the output file's sha256 in `MergeResult.sha256`, computed from the bytes as they
+    are written (the caller stores it where it belongs: the REST route, once the webui lists the file). That needs the header's final bytes first: when the inputs'
     digests are known up front (hash cache, the webui's cache) it is; when one comes from the merge's
     own reads, the header is rewritten at the end and `sha256` is None (hash the file then)."""
     t0 = time.perf_counter()
@@ -127,9 +127,6 @@ def merge(recipe: Recipe, output: str | MutableMapping[str, torch.Tensor] | None
                 if hash_models:
                     writer.rewrite_metadata(meta)  # before atomic_write's fsync and rename
                 out_sha = writer.sha256()
-            cache = hashing.cache if hashing else hash_cache
-            if out_sha is not None and cache is not None:  # as if hashed from the file: shared with the webui's
-                cache.store(output, out_sha, os.stat(output))
             sd = None
         else:
             sd = output if output is not None else {}

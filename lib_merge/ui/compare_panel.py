@@ -81,7 +81,8 @@ def compare_models(h: Handlers, progress: Any, a: str | None, b: str | None, c: 
         if not a or not b:
             raise MergeError("compare needs model A and model B", "pick both (and model C to compare it too)")
         paths = [h.host.checkpoint_path(m) for m in (a, b, c) if m]
-        km = find_map(str(key_map).strip(), map_folders(paths[0], h.host)) if key_map and str(key_map).strip() else None
+        name = str(key_map or "").strip()
+        km = find_map(name, map_folders(paths[0], h.host)) if name else None
         cb = Throttled(lambda done, total, what: progress(done / total if total else 0, desc=what))
         with h.state.running() as token:
             result = compare(paths, progress=cb, cancel=token, key_map=km)

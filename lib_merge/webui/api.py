@@ -99,8 +99,8 @@ def merge_route(body: Mapping[str, Any], deps: Deps) -> dict[str, Any]:
     # could not (an input's digest came from the merge's own reads, so the header was rewritten last)
     digest = result.sha256 or cache.sha256(out)
     if result.sha256:
-        # stored again now that the webui lists the new checkpoint: the webui's own cache takes it under
-        # its title only then, and loading the merged model will not hash the whole file
+        # stored once the webui lists the new checkpoint: the webui's own cache takes it under its title
+        # only then (and ours with it), so loading the merged model will not hash the whole file
         cache.store(out, result.sha256, os.stat(out))
     return {"output": out, "name": model_name(out), "sha256": digest, "legacy_hash": legacy_hash(out),
             "model_hashes": result.hashes, "architecture": result.plan.arch.id,
